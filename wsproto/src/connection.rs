@@ -1,0 +1,999 @@
+//! The connection state machine that ties handshake, framing, control frames, timers and the
+//! outgoing queue together.
+
+use std::collections::VecDeque;
+use std::io::IoSlice;
+use std::sync::Arc;
+use std::time::Instant;
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
+use bytes::Bytes;
+
+use crate::close::{parse_close_payload, CloseCode, ClosePayloadError, MAX_CLOSE_REASON};
+use crate::config::{Config, ReceiveMode};
+use crate::error::{HandshakeError, ProtocolError, SendError};
+use crate::event::{CloseCause, Closed, Event, Message, MessageKind};
+use crate::frame::{apply_mask, FrameHeader, OpCode, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN};
+use crate::handshake::{Accept, ClientRequest, HttpResponse, Parsed, Request, Response};
+use crate::outgoing::OutQueue;
+use crate::random::{OsRandom, RandomSource};
+use crate::timer::{Timer, TimerTable};
+use crate::utf8::Utf8Validator;
+
+/// Which end of the connection we are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// We accepted the TCP connection: we receive masked frames and send unmasked ones.
+    Server,
+    /// We opened it: we mask every frame we send (RFC 6455 §5.3).
+    Client,
+}
+
+/// Where a connection is in its life, as the application sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionState {
+    /// The opening handshake is under way (server: possibly waiting for `accept`).
+    Handshaking,
+    /// Messages flow both ways.
+    Open,
+    /// We sent a close frame and wait for the peer's; messages may still arrive.
+    Closing,
+    /// Over: the `Closed` event has been queued.
+    Closed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Server: reading the request head.
+    AwaitingRequest,
+    /// Server: a request was reported; waiting for `accept` or `respond`.
+    RequestPending {
+        upgrade: bool,
+    },
+    /// Client: reading the response head.
+    AwaitingResponse,
+    Open,
+    /// We sent close; waiting for the peer's.
+    Closing,
+    Closed,
+}
+
+/// The frame whose payload is arriving.
+#[derive(Debug)]
+struct FrameInProgress {
+    opcode: OpCode,
+    fin: bool,
+    mask: Option<[u8; 4]>,
+    remaining: u64,
+    /// Payload bytes of this frame received so far (the masking key position).
+    received: usize,
+}
+
+/// The data message being reassembled (or streamed).
+#[derive(Debug)]
+struct MessageInProgress {
+    kind: MessageKind,
+    /// Messages mode: the payload so far. Streaming mode: unused.
+    buf: Vec<u8>,
+    /// Payload bytes so far, all frames.
+    len: usize,
+    fragments: usize,
+    utf8: Utf8Validator,
+    /// Streaming mode: whether a chunk of this message has been reported yet.
+    reported: bool,
+}
+
+/// A frame encoded once and queued on many connections without copying: the unmasked bytes a
+/// server sends are the same for every peer (RFC 6455 §5.1), so broadcast costs one encoding.
+#[derive(Debug, Clone)]
+pub struct PreparedFrame {
+    bytes: Bytes,
+    header_len: usize,
+    opcode: OpCode,
+}
+
+impl PreparedFrame {
+    /// A text message in one frame.
+    pub fn text(text: &str) -> Self {
+        Self::encode(OpCode::Text, text.as_bytes())
+    }
+
+    /// A binary message in one frame.
+    pub fn binary(data: &[u8]) -> Self {
+        Self::encode(OpCode::Binary, data)
+    }
+
+    /// A message of either kind in one frame.
+    pub fn message(message: &Message) -> Self {
+        match message {
+            Message::Text(text) => Self::text(text),
+            Message::Binary(data) => Self::binary(data),
+        }
+    }
+
+    fn encode(opcode: OpCode, payload: &[u8]) -> Self {
+        let header = FrameHeader { fin: true, rsv: 0, opcode, mask: None, payload_len: payload.len() as u64 };
+        let mut bytes = Vec::with_capacity(header.encoded_len() + payload.len());
+        header.encode(&mut bytes);
+        let header_len = bytes.len();
+        bytes.extend_from_slice(payload);
+        PreparedFrame { bytes: Bytes::from(bytes), header_len, opcode }
+    }
+
+    /// The encoded size on the wire (server role).
+    pub fn wire_len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// The payload.
+    pub fn payload(&self) -> &[u8] {
+        &self.bytes[self.header_len..]
+    }
+}
+
+/// One WebSocket connection, server or client, as a pure state machine (see the crate docs for
+/// the run loop).
+///
+/// Methods fall in four kinds:
+/// - getters (`&self`): [`state`](Self::state), [`role`](Self::role), [`subprotocol`](Self::subprotocol), ...
+/// - inputs, each taking the current time: [`receive`](Self::receive),
+///   [`receive_eof`](Self::receive_eof), [`handle_timeout`](Self::handle_timeout);
+/// - application commands: [`accept`](Self::accept), [`respond`](Self::respond),
+///   [`send_text`](Self::send_text), [`send_binary`](Self::send_binary), [`send`](Self::send),
+///   [`send_fragment`](Self::send_fragment), [`send_prepared`](Self::send_prepared),
+///   [`ping`](Self::ping), [`pong`](Self::pong), [`close`](Self::close);
+/// - outputs, to drain after every input or command: [`poll_event`](Self::poll_event),
+///   [`outgoing`](Self::outgoing) with [`advance_outgoing`](Self::advance_outgoing),
+///   [`poll_timeout`](Self::poll_timeout), [`should_close_transport`](Self::should_close_transport).
+pub struct Connection {
+    role: Role,
+    config: Arc<Config>,
+    state: State,
+    rng: Option<Box<dyn RandomSource>>,
+    /// The last time passed in; commands that start timers count from it.
+    now: Instant,
+
+    /// Handshake head bytes, then any bytes that followed the head before the connection opened.
+    handshake_buf: Vec<u8>,
+    request: Option<Request>,
+    client: Option<(ClientRequest, String)>,
+    response: Option<Response>,
+    subprotocol: Option<String>,
+
+    header_buf: [u8; MAX_HEADER_LEN],
+    header_len: usize,
+    frame: Option<FrameInProgress>,
+    message: Option<MessageInProgress>,
+    control: Vec<u8>,
+
+    out: OutQueue,
+    sending_fragmented: Option<MessageKind>,
+    send_utf8: Utf8Validator,
+
+    events: VecDeque<Event>,
+    timers: TimerTable,
+    close_transport: bool,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("role", &self.role)
+            .field("state", &self.state)
+            .field("queued", &self.out.len())
+            .field("events", &self.events.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Connection {
+    /// A server connection for a freshly accepted transport; it starts reading a request.
+    pub fn server(config: Arc<Config>, now: Instant) -> Connection {
+        let mut conn = Connection::new(Role::Server, config, now, None);
+        conn.state = State::AwaitingRequest;
+        conn
+    }
+
+    /// A client connection: the upgrade request is queued at once, with a fresh random key.
+    pub fn client(config: Arc<Config>, request: ClientRequest, now: Instant) -> Result<Connection, SendError> {
+        Connection::client_with_rng(config, request, now, Box::new(OsRandom::new()))
+    }
+
+    /// A client connection that takes its key and masking keys from `rng` (for tests).
+    pub fn client_with_rng(
+        config: Arc<Config>,
+        request: ClientRequest,
+        now: Instant,
+        mut rng: Box<dyn RandomSource>,
+    ) -> Result<Connection, SendError> {
+        let mut nonce = [0u8; 16];
+        rng.fill(&mut nonce);
+        let key = BASE64.encode(nonce);
+        let head = request.encode(&key)?;
+        let mut conn = Connection::new(Role::Client, config, now, Some(rng));
+        conn.state = State::AwaitingResponse;
+        conn.out.push_bytes(&head);
+        conn.client = Some((request, key));
+        Ok(conn)
+    }
+
+    fn new(role: Role, config: Arc<Config>, now: Instant, rng: Option<Box<dyn RandomSource>>) -> Connection {
+        let mut timers = TimerTable::default();
+        if let Some(timeout) = config.handshake_timeout {
+            timers.set(Timer::Handshake, now + timeout);
+        }
+        Connection {
+            role,
+            config,
+            state: State::AwaitingRequest,
+            rng,
+            now,
+            handshake_buf: Vec::new(),
+            request: None,
+            client: None,
+            response: None,
+            subprotocol: None,
+            header_buf: [0; MAX_HEADER_LEN],
+            header_len: 0,
+            frame: None,
+            message: None,
+            control: Vec::new(),
+            out: OutQueue::default(),
+            sending_fragmented: None,
+            send_utf8: Utf8Validator::new(),
+            events: VecDeque::new(),
+            timers,
+            close_transport: false,
+        }
+    }
+
+    // ---- getters ----
+
+    /// Server or client.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Where the connection is in its life.
+    pub fn state(&self) -> ConnectionState {
+        match self.state {
+            State::AwaitingRequest | State::RequestPending { .. } | State::AwaitingResponse => {
+                ConnectionState::Handshaking
+            }
+            State::Open => ConnectionState::Open,
+            State::Closing => ConnectionState::Closing,
+            State::Closed => ConnectionState::Closed,
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The subprotocol agreed in the handshake.
+    pub fn subprotocol(&self) -> Option<&str> {
+        self.subprotocol.as_deref()
+    }
+
+    /// Server: the request being answered or accepted.
+    pub fn request(&self) -> Option<&Request> {
+        self.request.as_ref()
+    }
+
+    /// Client: the server's handshake response, once it arrived.
+    pub fn response(&self) -> Option<&Response> {
+        self.response.as_ref()
+    }
+
+    /// Bytes waiting in the outgoing queue.
+    pub fn queued_bytes(&self) -> usize {
+        self.out.len()
+    }
+
+    /// Whether the adapter should read from the transport now. False while a server waits for
+    /// the application to answer a request, and once the transport should close.
+    pub fn wants_read(&self) -> bool {
+        !self.close_transport && !matches!(self.state, State::RequestPending { .. })
+    }
+
+    /// Whether the transport should be closed once the outgoing queue is drained: the
+    /// connection has ended (a server closes TCP first, RFC 6455 §7.1.1; a client waits for
+    /// the server's close or the close timeout).
+    pub fn should_close_transport(&self) -> bool {
+        self.close_transport
+    }
+
+    // ---- outputs ----
+
+    /// The next event, if any.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) must next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next()
+    }
+
+    /// Fills `slices` with the queued outgoing bytes, in order, for a vectored write; answers
+    /// how many slices it filled (0 when nothing is queued).
+    pub fn outgoing<'a>(&'a self, slices: &mut [IoSlice<'a>]) -> usize {
+        self.out.slices(slices)
+    }
+
+    /// The first contiguous run of queued outgoing bytes, for a plain write.
+    pub fn outgoing_front(&self) -> &[u8] {
+        self.out.front()
+    }
+
+    /// Marks `n` queued bytes as written to the transport.
+    ///
+    /// # Panics
+    /// If `n` exceeds [`queued_bytes`](Self::queued_bytes): the adapter acknowledged bytes it
+    /// was never given.
+    pub fn advance_outgoing(&mut self, n: usize) {
+        self.out.advance(n);
+    }
+
+    /// Frees the buffers kept for reuse between writes, for a connection about to sit idle.
+    pub fn release_buffers(&mut self) {
+        self.out.release_spare();
+        if self.message.is_none() {
+            self.control = Vec::new();
+        }
+    }
+
+    // ---- inputs ----
+
+    /// Hands the connection bytes read from the transport. Every byte is consumed: what does
+    /// not yet make a whole unit (head, frame header, message) is kept, within the limits.
+    pub fn receive(&mut self, now: Instant, data: &[u8]) {
+        self.now = self.now.max(now);
+        if data.is_empty() || self.close_transport {
+            return;
+        }
+        match self.state {
+            State::AwaitingRequest | State::AwaitingResponse => self.receive_handshake(data),
+            State::RequestPending { .. } => self.handshake_buf.extend_from_slice(data),
+            State::Open | State::Closing => {
+                self.note_activity();
+                self.receive_frames(data);
+            }
+            State::Closed => {}
+        }
+    }
+
+    /// Tells the connection the transport reached end of file: the peer will send nothing more.
+    pub fn receive_eof(&mut self, now: Instant) {
+        self.now = self.now.max(now);
+        match self.state {
+            State::Closed => {}
+            State::AwaitingRequest | State::AwaitingResponse | State::RequestPending { .. } => {
+                self.finish(CloseCode::ABNORMAL, String::new(), false, CloseCause::Eof)
+            }
+            State::Open | State::Closing => self.finish(CloseCode::ABNORMAL, String::new(), false, CloseCause::Eof),
+        }
+        self.close_transport = true;
+    }
+
+    /// Fires the timers due at `now`. Harmless when nothing is due, so calling it early or
+    /// twice is fine.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = self.now.max(now);
+        if self.timers.take_expired(Timer::Handshake, now)
+            && matches!(self.state, State::AwaitingRequest | State::AwaitingResponse | State::RequestPending { .. })
+        {
+            let error = HandshakeError::Timeout;
+            self.finish(CloseCode::ABNORMAL, String::new(), false, CloseCause::Handshake(error));
+        }
+        if self.timers.take_expired(Timer::PongDeadline, now) && self.state == State::Open {
+            let reason = "keep-alive timeout".to_owned();
+            self.queue_close(CloseCode::INTERNAL_ERROR, &reason);
+            self.finish(CloseCode::INTERNAL_ERROR, reason, false, CloseCause::KeepAliveTimeout);
+        }
+        if self.timers.take_expired(Timer::Idle, now) && self.state == State::Open {
+            if let Some(keep_alive) = self.config.keep_alive {
+                self.queue_control(OpCode::Ping, b"");
+                self.timers.set(Timer::PongDeadline, now + keep_alive.timeout);
+            }
+        }
+        if self.timers.take_expired(Timer::Close, now) {
+            match self.state {
+                State::Closing => self.finish(CloseCode::ABNORMAL, String::new(), false, CloseCause::CloseTimeout),
+                // A client gave the server its time to close TCP (RFC 6455 §7.1.1).
+                State::Closed => self.close_transport = true,
+                _ => {}
+            }
+        }
+    }
+
+    // ---- application commands ----
+
+    /// Server: accepts the pending upgrade request; the connection opens and any frames that
+    /// arrived behind the request are processed.
+    pub fn accept(&mut self, accept: Accept) -> Result<(), SendError> {
+        if self.state != (State::RequestPending { upgrade: true }) {
+            return Err(SendError::NoPendingRequest);
+        }
+        let request = self.request.as_ref().ok_or(SendError::NoPendingRequest)?;
+        let key = request.validate_upgrade().map_err(|_| SendError::NoPendingRequest)?;
+        let offered = request.subprotocols();
+        let subprotocol = match &accept.subprotocol {
+            Some(chosen) if offered.contains(&chosen.as_str()) => Some(chosen.clone()),
+            Some(chosen) => return Err(SendError::SubprotocolNotOffered(chosen.clone())),
+            None => self.config.subprotocols.select(&offered).map(str::to_owned),
+        };
+        let head = accept.encode(key, subprotocol.as_deref())?;
+        self.out.push_bytes(&head);
+        self.subprotocol = subprotocol;
+        self.open();
+        Ok(())
+    }
+
+    /// Server: answers the pending request with a plain HTTP response: a rejection of an
+    /// upgrade (e.g. [`HttpResponse::service_unavailable`]) or the answer to a plain request.
+    /// The connection then closes.
+    pub fn respond(&mut self, response: HttpResponse) -> Result<(), SendError> {
+        if !matches!(self.state, State::RequestPending { .. }) {
+            return Err(SendError::NoPendingRequest);
+        }
+        let head = response.encode()?;
+        self.out.push_bytes(&head);
+        let status = response.status;
+        self.finish(CloseCode::ABNORMAL, String::new(), false, CloseCause::Rejected { status });
+        Ok(())
+    }
+
+    /// Sends a text message in one frame.
+    pub fn send_text(&mut self, text: &str) -> Result<(), SendError> {
+        self.check_data_send(text.len())?;
+        self.queue_data(OpCode::Text, true, text.as_bytes());
+        Ok(())
+    }
+
+    /// Sends a binary message in one frame.
+    pub fn send_binary(&mut self, data: &[u8]) -> Result<(), SendError> {
+        self.check_data_send(data.len())?;
+        self.queue_data(OpCode::Binary, true, data);
+        Ok(())
+    }
+
+    /// Sends a message in one frame, taking its buffer: a large unmasked payload is queued
+    /// without a copy.
+    pub fn send(&mut self, message: Message) -> Result<(), SendError> {
+        let (opcode, payload) = match message {
+            Message::Text(text) => (OpCode::Text, text.into_bytes()),
+            Message::Binary(data) => (OpCode::Binary, data),
+        };
+        self.check_data_send(payload.len())?;
+        let header = self.data_header(opcode, true, payload.len());
+        self.out.push_frame_owned(&header, payload);
+        Ok(())
+    }
+
+    /// Sends one fragment of a message (RFC 6455 §5.4): the first fragment sets the kind, later
+    /// ones must repeat it, `fin` ends the message. Text fragments are checked as UTF-8 across
+    /// fragment boundaries.
+    pub fn send_fragment(&mut self, kind: MessageKind, data: &[u8], fin: bool) -> Result<(), SendError> {
+        self.check_open()?;
+        let opcode = match self.sending_fragmented {
+            None => match kind {
+                MessageKind::Text => OpCode::Text,
+                MessageKind::Binary => OpCode::Binary,
+            },
+            Some(current) if current == kind => OpCode::Continuation,
+            Some(_) => return Err(SendError::FragmentInProgress),
+        };
+        self.check_queue(data.len())?;
+        if kind == MessageKind::Text {
+            let mut utf8 = if opcode == OpCode::Continuation { self.send_utf8.clone() } else { Utf8Validator::new() };
+            utf8.feed(data).map_err(|_| SendError::InvalidUtf8)?;
+            if fin && !utf8.is_complete() {
+                return Err(SendError::InvalidUtf8);
+            }
+            self.send_utf8 = utf8;
+        }
+        self.sending_fragmented = if fin { None } else { Some(kind) };
+        self.queue_data(opcode, fin, data);
+        Ok(())
+    }
+
+    /// Queues a prepared frame (see [`PreparedFrame`]). On a server connection the shared bytes
+    /// are queued as they are; a client must mask, so it copies the payload.
+    pub fn send_prepared(&mut self, frame: &PreparedFrame) -> Result<(), SendError> {
+        self.check_data_send(frame.wire_len())?;
+        match self.role {
+            Role::Server => self.out.push_shared(frame.bytes.clone()),
+            Role::Client => self.queue_data(frame.opcode, true, frame.payload()),
+        }
+        Ok(())
+    }
+
+    /// Sends a ping (at most 125 bytes).
+    pub fn ping(&mut self, payload: &[u8]) -> Result<(), SendError> {
+        self.send_control(OpCode::Ping, payload)
+    }
+
+    /// Sends a pong (at most 125 bytes), e.g. an unsolicited heartbeat or, with `auto_pong`
+    /// off, the answer to a ping.
+    pub fn pong(&mut self, payload: &[u8]) -> Result<(), SendError> {
+        self.send_control(OpCode::Pong, payload)
+    }
+
+    /// Starts the close handshake (RFC 6455 §7.1.2): sends a close frame and waits (at most the
+    /// close timeout) for the peer's. Messages that arrive meanwhile are still reported.
+    pub fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), SendError> {
+        if !code.is_sendable() {
+            return Err(SendError::InvalidCloseCode(code.0));
+        }
+        if reason.len() > MAX_CLOSE_REASON {
+            return Err(SendError::ControlTooLong(reason.len() + 2));
+        }
+        self.check_open()?;
+        self.queue_close(code, reason);
+        self.state = State::Closing;
+        self.timers.clear(Timer::Idle);
+        self.timers.clear(Timer::PongDeadline);
+        self.timers.set(Timer::Close, self.now + self.config.close_timeout);
+        Ok(())
+    }
+
+    // ---- internals: sending ----
+
+    fn check_open(&self) -> Result<(), SendError> {
+        match self.state {
+            State::Open => Ok(()),
+            State::AwaitingRequest | State::RequestPending { .. } | State::AwaitingResponse => Err(SendError::NotOpen),
+            State::Closing | State::Closed => Err(SendError::Closed),
+        }
+    }
+
+    fn check_queue(&self, len: usize) -> Result<(), SendError> {
+        let limit = self.config.max_queued_bytes;
+        let queued = self.out.len();
+        if queued > 0 && queued.saturating_add(len) > limit {
+            return Err(SendError::QueueFull { queued, limit });
+        }
+        Ok(())
+    }
+
+    fn check_data_send(&self, len: usize) -> Result<(), SendError> {
+        self.check_open()?;
+        if self.sending_fragmented.is_some() {
+            return Err(SendError::FragmentInProgress);
+        }
+        self.check_queue(len)
+    }
+
+    fn send_control(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), SendError> {
+        if payload.len() > MAX_CONTROL_PAYLOAD {
+            return Err(SendError::ControlTooLong(payload.len()));
+        }
+        self.check_open()?;
+        self.queue_control(opcode, payload);
+        Ok(())
+    }
+
+    fn mask_key(&mut self) -> Option<[u8; 4]> {
+        let rng = self.rng.as_mut()?;
+        let mut key = [0u8; 4];
+        rng.fill(&mut key);
+        Some(key)
+    }
+
+    fn data_header(&mut self, opcode: OpCode, fin: bool, len: usize) -> FrameHeader {
+        FrameHeader { fin, rsv: 0, opcode, mask: self.mask_key(), payload_len: len as u64 }
+    }
+
+    fn queue_data(&mut self, opcode: OpCode, fin: bool, payload: &[u8]) {
+        let header = self.data_header(opcode, fin, payload.len());
+        self.out.push_frame(&header, payload);
+    }
+
+    fn queue_control(&mut self, opcode: OpCode, payload: &[u8]) {
+        let header =
+            FrameHeader { fin: true, rsv: 0, opcode, mask: self.mask_key(), payload_len: payload.len() as u64 };
+        self.out.push_frame(&header, payload);
+    }
+
+    /// Queues a close frame; 1005 means "no status" and sends an empty payload.
+    fn queue_close(&mut self, code: CloseCode, reason: &str) {
+        let mut payload = [0u8; MAX_CONTROL_PAYLOAD];
+        let len = if code == CloseCode::NO_STATUS {
+            0
+        } else {
+            let reason = truncate_utf8(reason, MAX_CLOSE_REASON);
+            payload[..2].copy_from_slice(&code.0.to_be_bytes());
+            payload[2..2 + reason.len()].copy_from_slice(reason.as_bytes());
+            2 + reason.len()
+        };
+        self.queue_control(OpCode::Close, &payload[..len]);
+    }
+
+    // ---- internals: handshake ----
+
+    fn receive_handshake(&mut self, data: &[u8]) {
+        let searched = self.handshake_buf.len().saturating_sub(3);
+        self.handshake_buf.extend_from_slice(data);
+        let limit = self.config.max_handshake_size;
+        // Parse only once the blank line that ends a head has arrived: re-parsing a growing
+        // head on every byte would be quadratic.
+        let tail = &self.handshake_buf[searched..];
+        let has_end = tail.windows(2).any(|w| w == b"\n\n") || tail.windows(3).any(|w| w == b"\n\r\n");
+        if !has_end {
+            if self.handshake_buf.len() > limit {
+                self.fail_handshake(HandshakeError::TooLarge(limit));
+            }
+            return;
+        }
+        let max_headers = self.config.max_headers;
+        match self.role {
+            Role::Server => match Request::parse(&self.handshake_buf, max_headers) {
+                Ok(Parsed::Partial) if self.handshake_buf.len() <= limit => {}
+                Ok(Parsed::Complete(request, len)) if len <= limit => {
+                    self.handshake_buf.drain(..len);
+                    self.on_request(request);
+                }
+                Ok(_) => self.fail_handshake(HandshakeError::TooLarge(limit)),
+                Err(error) => self.fail_handshake(error),
+            },
+            Role::Client => match Response::parse(&self.handshake_buf, max_headers) {
+                Ok(Parsed::Partial) if self.handshake_buf.len() <= limit => {}
+                Ok(Parsed::Complete(response, len)) if len <= limit => {
+                    self.handshake_buf.drain(..len);
+                    self.on_response(response);
+                }
+                Ok(_) => self.fail_handshake(HandshakeError::TooLarge(limit)),
+                Err(error) => self.fail_handshake(error),
+            },
+        }
+    }
+
+    fn on_request(&mut self, request: Request) {
+        if !request.is_upgrade() {
+            self.state = State::RequestPending { upgrade: false };
+            self.request = Some(request.clone());
+            self.events.push_back(Event::HttpRequest(request));
+            return;
+        }
+        if let Err(error) = self.check_request(&request) {
+            self.request = Some(request);
+            return self.fail_handshake(error);
+        }
+        self.state = State::RequestPending { upgrade: true };
+        self.request = Some(request.clone());
+        self.events.push_back(Event::Request(request));
+    }
+
+    /// RFC 6455 §4.2.1 plus the config's origin and subprotocol policies.
+    fn check_request(&self, request: &Request) -> Result<(), HandshakeError> {
+        request.validate_upgrade()?;
+        if !self.config.origins.allows(request.origin()) {
+            return Err(HandshakeError::OriginNotAllowed(request.origin().map(str::to_owned)));
+        }
+        let policy = &self.config.subprotocols;
+        if policy.required && policy.select(&request.subprotocols()).is_none() {
+            return Err(HandshakeError::NoSubprotocol(policy.supported.join(", ")));
+        }
+        Ok(())
+    }
+
+    fn on_response(&mut self, response: Response) {
+        let Some((request, key)) = &self.client else { return };
+        if let Err(error) = response.validate(key, request) {
+            self.response = Some(response);
+            return self.fail_handshake(error);
+        }
+        self.subprotocol = response.subprotocol().map(str::to_owned);
+        self.response = Some(response.clone());
+        self.events.push_back(Event::Connected(response));
+        self.open();
+    }
+
+    /// The handshake failed: a server answers with the error's status; either side then ends.
+    fn fail_handshake(&mut self, error: HandshakeError) {
+        if self.role == Role::Server && error.status().is_some() {
+            if let Ok(head) = HttpResponse::for_error(&error).encode() {
+                self.out.push_bytes(&head);
+            }
+        }
+        self.finish(CloseCode::ABNORMAL, String::new(), false, CloseCause::Handshake(error));
+    }
+
+    /// The handshake succeeded: start keep-alive and process what arrived behind the head.
+    fn open(&mut self) {
+        self.state = State::Open;
+        self.timers.clear(Timer::Handshake);
+        self.note_activity();
+        let pending = std::mem::take(&mut self.handshake_buf);
+        if !pending.is_empty() {
+            self.receive_frames(&pending);
+        }
+    }
+
+    // ---- internals: receiving frames ----
+
+    fn note_activity(&mut self) {
+        if let Some(keep_alive) = self.config.keep_alive {
+            if self.state == State::Open {
+                self.timers.set(Timer::Idle, self.now + keep_alive.interval);
+                self.timers.clear(Timer::PongDeadline);
+            }
+        }
+    }
+
+    fn receive_frames(&mut self, mut input: &[u8]) {
+        while !input.is_empty() && matches!(self.state, State::Open | State::Closing) {
+            let step = if self.frame.is_some() { self.receive_payload(input) } else { self.receive_header(input) };
+            match step {
+                Ok(consumed) => input = &input[consumed..],
+                Err(error) => return self.fail(error),
+            }
+        }
+    }
+
+    /// Reads (part of) a frame header; answers how many input bytes it took.
+    fn receive_header(&mut self, input: &[u8]) -> Result<usize, ProtocolError> {
+        let (parsed, consumed) = if self.header_len == 0 {
+            match FrameHeader::parse(input)? {
+                Some((header, len)) => (header, len),
+                None => {
+                    // Shorter than a header: fewer than MAX_HEADER_LEN bytes.
+                    self.header_buf[..input.len()].copy_from_slice(input);
+                    self.header_len = input.len();
+                    return Ok(input.len());
+                }
+            }
+        } else {
+            let had = self.header_len;
+            let take = input.len().min(MAX_HEADER_LEN - had);
+            self.header_buf[had..had + take].copy_from_slice(&input[..take]);
+            match FrameHeader::parse(&self.header_buf[..had + take])? {
+                Some((header, len)) => {
+                    self.header_len = 0;
+                    (header, len - had)
+                }
+                None => {
+                    self.header_len = had + take;
+                    return Ok(take);
+                }
+            }
+        };
+        self.on_header(parsed, input.len() - consumed)?;
+        Ok(consumed)
+    }
+
+    /// Checks a frame header against the role, the message in progress and the limits, before
+    /// any of its payload is buffered. `available` is how much payload input is at hand, so that
+    /// nothing is reserved on the strength of a length the peer merely announced.
+    fn on_header(&mut self, header: FrameHeader, available: usize) -> Result<(), ProtocolError> {
+        if header.rsv != 0 {
+            return Err(ProtocolError::ReservedBits(header.rsv));
+        }
+        match (self.role, header.mask.is_some()) {
+            (Role::Server, false) => return Err(ProtocolError::UnmaskedFrame),
+            (Role::Client, true) => return Err(ProtocolError::MaskedFrame),
+            _ => {}
+        }
+        let len = header.payload_len;
+        if header.opcode.is_control() {
+            if !header.fin {
+                return Err(ProtocolError::FragmentedControl);
+            }
+            if len > MAX_CONTROL_PAYLOAD as u64 {
+                return Err(ProtocolError::ControlTooLong(len));
+            }
+            self.control.clear();
+        } else {
+            let max_frame = self.config.max_frame_size;
+            if len > max_frame as u64 {
+                return Err(ProtocolError::FrameTooLarge { len, max: max_frame });
+            }
+            let len = len as usize;
+            let streaming = self.config.receive_mode == ReceiveMode::Streaming;
+            match (header.opcode, &mut self.message) {
+                (OpCode::Continuation, None) => return Err(ProtocolError::UnexpectedContinuation),
+                (OpCode::Continuation, Some(message)) => {
+                    message.fragments += 1;
+                    if message.fragments > self.config.max_fragments {
+                        return Err(ProtocolError::TooManyFragments { max: self.config.max_fragments });
+                    }
+                }
+                (_, Some(_)) => return Err(ProtocolError::ExpectedContinuation),
+                (opcode, None) => {
+                    let kind = if opcode == OpCode::Text { MessageKind::Text } else { MessageKind::Binary };
+                    let buf = if streaming { Vec::new() } else { Vec::with_capacity(len.min(available)) };
+                    self.message = Some(MessageInProgress {
+                        kind,
+                        buf,
+                        len: 0,
+                        fragments: 1,
+                        utf8: Utf8Validator::new(),
+                        reported: false,
+                    });
+                }
+            }
+            let message = self.message.as_ref().map_or(0, |m| m.len);
+            let max_message = self.config.max_message_size;
+            if !streaming && message.saturating_add(len) > max_message {
+                return Err(ProtocolError::MessageTooLarge { max: max_message });
+            }
+        }
+        self.frame = Some(FrameInProgress {
+            opcode: header.opcode,
+            fin: header.fin,
+            mask: header.mask,
+            remaining: header.payload_len,
+            received: 0,
+        });
+        if header.payload_len == 0 {
+            self.finish_frame()?;
+        }
+        Ok(())
+    }
+
+    /// Takes payload bytes of the frame in progress; answers how many.
+    fn receive_payload(&mut self, input: &[u8]) -> Result<usize, ProtocolError> {
+        let Some(frame) = self.frame.as_mut() else { return Ok(0) };
+        let take = usize::try_from(frame.remaining).map_or(input.len(), |r| r.min(input.len()));
+        let chunk = &input[..take];
+        let offset = frame.received;
+        frame.received += take;
+        frame.remaining -= take as u64;
+        let done = frame.remaining == 0;
+        let (mask, opcode, fin) = (frame.mask, frame.opcode, frame.fin);
+
+        if opcode.is_control() {
+            let start = self.control.len();
+            self.control.extend_from_slice(chunk);
+            if let Some(key) = mask {
+                apply_mask(&mut self.control[start..], key, offset);
+            }
+        } else if let Some(message) = self.message.as_mut() {
+            message.len += take;
+            match self.config.receive_mode {
+                ReceiveMode::Messages => {
+                    let start = message.buf.len();
+                    message.buf.extend_from_slice(chunk);
+                    let new = &mut message.buf[start..];
+                    if let Some(key) = mask {
+                        apply_mask(new, key, offset);
+                    }
+                    if message.kind == MessageKind::Text {
+                        message.utf8.feed(new).map_err(|_| ProtocolError::InvalidUtf8)?;
+                    }
+                }
+                ReceiveMode::Streaming => {
+                    let mut data = chunk.to_vec();
+                    if let Some(key) = mask {
+                        apply_mask(&mut data, key, offset);
+                    }
+                    if message.kind == MessageKind::Text {
+                        message.utf8.feed(&data).map_err(|_| ProtocolError::InvalidUtf8)?;
+                    }
+                    let last = done && fin;
+                    if last && message.kind == MessageKind::Text && !message.utf8.is_complete() {
+                        return Err(ProtocolError::InvalidUtf8);
+                    }
+                    let first = !message.reported;
+                    message.reported = true;
+                    self.events.push_back(Event::Chunk { kind: message.kind, data, first, last });
+                }
+            }
+        }
+        if done {
+            self.finish_frame()?;
+        }
+        Ok(take)
+    }
+
+    /// The frame in progress has all its payload.
+    fn finish_frame(&mut self) -> Result<(), ProtocolError> {
+        let Some(frame) = self.frame.take() else { return Ok(()) };
+        match frame.opcode {
+            OpCode::Ping => {
+                let payload = std::mem::take(&mut self.control);
+                if self.config.auto_pong && self.state == State::Open {
+                    self.queue_control(OpCode::Pong, &payload);
+                }
+                self.events.push_back(Event::Ping(payload));
+            }
+            OpCode::Pong => {
+                let payload = std::mem::take(&mut self.control);
+                self.events.push_back(Event::Pong(payload));
+            }
+            OpCode::Close => self.on_close_frame()?,
+            OpCode::Text | OpCode::Binary | OpCode::Continuation => {
+                if frame.fin {
+                    self.finish_message(frame.received == 0)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The final frame of the data message in progress has all its payload.
+    /// `final_frame_empty`: streaming mode reported no chunk for it yet.
+    fn finish_message(&mut self, final_frame_empty: bool) -> Result<(), ProtocolError> {
+        let Some(message) = self.message.take() else { return Ok(()) };
+        if message.kind == MessageKind::Text && !message.utf8.is_complete() {
+            return Err(ProtocolError::InvalidUtf8);
+        }
+        match self.config.receive_mode {
+            ReceiveMode::Messages => {
+                let message = match message.kind {
+                    MessageKind::Text => {
+                        Message::Text(String::from_utf8(message.buf).map_err(|_| ProtocolError::InvalidUtf8)?)
+                    }
+                    MessageKind::Binary => Message::Binary(message.buf),
+                };
+                self.events.push_back(Event::Message(message));
+            }
+            ReceiveMode::Streaming if final_frame_empty => {
+                let first = !message.reported;
+                self.events.push_back(Event::Chunk { kind: message.kind, data: Vec::new(), first, last: true });
+            }
+            ReceiveMode::Streaming => {}
+        }
+        Ok(())
+    }
+
+    fn on_close_frame(&mut self) -> Result<(), ProtocolError> {
+        let (code, reason) = parse_close_payload(&self.control).map_err(|e| match e {
+            ClosePayloadError::Truncated => ProtocolError::TruncatedClose,
+            ClosePayloadError::InvalidCode(code) => ProtocolError::InvalidCloseCode(code),
+            ClosePayloadError::InvalidReason => ProtocolError::InvalidCloseReason,
+        })?;
+        let cause = if self.state == State::Closing {
+            CloseCause::LocalClosed
+        } else {
+            // Echo the peer's code (RFC 6455 §5.5.1), or an empty close for "no status".
+            self.queue_close(code, "");
+            CloseCause::PeerClosed
+        };
+        self.finish(code, reason, true, cause);
+        if self.role == Role::Client {
+            // The server closes TCP first (RFC 6455 §7.1.1); give it the close timeout.
+            self.close_transport = false;
+            self.timers.set(Timer::Close, self.now + self.config.close_timeout);
+        }
+        Ok(())
+    }
+
+    /// The peer broke the protocol: "fail the WebSocket connection" (RFC 6455 §7.1.7) with the
+    /// matching close code, unless we already sent a close frame.
+    fn fail(&mut self, error: ProtocolError) {
+        let code = error.close_code();
+        let reason = error.to_string();
+        if self.state == State::Open {
+            self.queue_close(code, &reason);
+        }
+        self.finish(code, reason, false, CloseCause::Protocol(error));
+    }
+
+    /// Ends the connection: reports `Closed` once and drops everything in progress.
+    fn finish(&mut self, code: CloseCode, reason: String, clean: bool, cause: CloseCause) {
+        if self.state == State::Closed {
+            return;
+        }
+        self.state = State::Closed;
+        self.timers.clear_all();
+        self.close_transport = true;
+        self.frame = None;
+        self.message = None;
+        self.control = Vec::new();
+        self.handshake_buf = Vec::new();
+        self.events.push_back(Event::Closed(Closed { code, reason, clean, cause }));
+    }
+}
+
+/// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
+fn truncate_utf8(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}

@@ -1,0 +1,208 @@
+//! The outgoing byte queue the adapter drains.
+//!
+//! Small frames are encoded back to back into one owned buffer, so a burst of them leaves in
+//! one write; prepared (shared) frames and large payloads are queued as their own chunks
+//! without copying. The adapter takes slices for a vectored write and acknowledges what the
+//! socket accepted with [`OutQueue::advance`]: partial writes resume where they stopped.
+
+use std::collections::VecDeque;
+use std::io::IoSlice;
+
+use bytes::Bytes;
+
+use crate::frame::{apply_mask, FrameHeader, MAX_HEADER_LEN};
+
+/// Payloads at least this large are queued as their own chunk instead of being copied into the
+/// coalescing buffer (only where no copy is needed anyway, i.e. unmasked owned payloads).
+const OWN_CHUNK_THRESHOLD: usize = 16 << 10;
+
+/// A written-out coalescing buffer is kept for reuse when its capacity is at most this.
+const SPARE_CAPACITY: usize = 8 << 10;
+
+#[derive(Debug)]
+enum Chunk {
+    Owned(Vec<u8>),
+    Shared(Bytes),
+}
+
+impl Chunk {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Chunk::Owned(v) => v,
+            Chunk::Shared(b) => b,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct OutQueue {
+    chunks: VecDeque<Chunk>,
+    /// Bytes of the front chunk already written.
+    front_written: usize,
+    /// Unwritten bytes in all chunks.
+    len: usize,
+    spare: Vec<u8>,
+}
+
+impl OutQueue {
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The owned buffer at the back of the queue, to append to.
+    fn tail(&mut self) -> &mut Vec<u8> {
+        if !matches!(self.chunks.back(), Some(Chunk::Owned(_))) {
+            self.chunks.push_back(Chunk::Owned(std::mem::take(&mut self.spare)));
+        }
+        match self.chunks.back_mut() {
+            Some(Chunk::Owned(v)) => v,
+            _ => unreachable!("an owned chunk was just pushed"),
+        }
+    }
+
+    /// Appends raw bytes (handshake heads).
+    pub(crate) fn push_bytes(&mut self, bytes: &[u8]) {
+        self.tail().extend_from_slice(bytes);
+        self.len += bytes.len();
+    }
+
+    /// Encodes a frame; `header.mask` decides whether the payload is masked on the way in.
+    pub(crate) fn push_frame(&mut self, header: &FrameHeader, payload: &[u8]) {
+        let mut head = [0u8; MAX_HEADER_LEN];
+        let head_len = header.encode_into(&mut head);
+        let tail = self.tail();
+        tail.extend_from_slice(&head[..head_len]);
+        let start = tail.len();
+        tail.extend_from_slice(payload);
+        if let Some(key) = header.mask {
+            apply_mask(&mut tail[start..], key, 0);
+        }
+        self.len += head_len + payload.len();
+    }
+
+    /// Encodes a frame whose payload the queue may take without copying (if it is unmasked and
+    /// large enough to be worth a chunk of its own).
+    pub(crate) fn push_frame_owned(&mut self, header: &FrameHeader, mut payload: Vec<u8>) {
+        if payload.len() < OWN_CHUNK_THRESHOLD {
+            return self.push_frame(header, &payload);
+        }
+        let mut head = [0u8; MAX_HEADER_LEN];
+        let head_len = header.encode_into(&mut head);
+        if let Some(key) = header.mask {
+            apply_mask(&mut payload, key, 0);
+        }
+        self.tail().extend_from_slice(&head[..head_len]);
+        self.len += head_len + payload.len();
+        // Shared, not owned: the next small frame starts a fresh buffer instead of growing this one.
+        self.chunks.push_back(Chunk::Shared(Bytes::from(payload)));
+    }
+
+    /// Queues already-encoded bytes shared with other queues.
+    pub(crate) fn push_shared(&mut self, bytes: Bytes) {
+        if bytes.is_empty() {
+            return;
+        }
+        self.len += bytes.len();
+        self.chunks.push_back(Chunk::Shared(bytes));
+    }
+
+    /// Fills `out` with the unwritten bytes, in order, for a vectored write; answers how many
+    /// slices it filled.
+    pub(crate) fn slices<'a>(&'a self, out: &mut [IoSlice<'a>]) -> usize {
+        let mut n = 0;
+        for (i, chunk) in self.chunks.iter().enumerate() {
+            if n == out.len() {
+                break;
+            }
+            let bytes = chunk.as_slice();
+            let bytes = if i == 0 { &bytes[self.front_written..] } else { bytes };
+            if !bytes.is_empty() {
+                out[n] = IoSlice::new(bytes);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// The first contiguous run of unwritten bytes.
+    pub(crate) fn front(&self) -> &[u8] {
+        self.chunks.front().map_or(&[], |c| &c.as_slice()[self.front_written..])
+    }
+
+    /// Marks `n` bytes as written. Panics if more than [`len`](Self::len): that is the
+    /// adapter's bug, not the peer's input.
+    pub(crate) fn advance(&mut self, mut n: usize) {
+        assert!(n <= self.len, "advanced {n} bytes past the {} queued", self.len);
+        self.len -= n;
+        while n > 0 {
+            let Some(front) = self.chunks.front() else { break };
+            let left = front.as_slice().len() - self.front_written;
+            if n < left {
+                self.front_written += n;
+                return;
+            }
+            n -= left;
+            self.pop_front();
+        }
+        // Drop any empty chunks left at the front so `front()` is never empty while bytes wait.
+        while self.chunks.front().is_some_and(|c| c.as_slice().len() == self.front_written) {
+            self.pop_front();
+        }
+    }
+
+    fn pop_front(&mut self) {
+        self.front_written = 0;
+        if let Some(Chunk::Owned(mut buf)) = self.chunks.pop_front() {
+            if buf.capacity() <= SPARE_CAPACITY && buf.capacity() > self.spare.capacity() {
+                buf.clear();
+                self.spare = buf;
+            }
+        }
+    }
+
+    /// Frees buffers kept for reuse (for a connection about to sit idle).
+    pub(crate) fn release_spare(&mut self) {
+        self.spare = Vec::new();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::OpCode;
+
+    fn drain(q: &mut OutQueue, step: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        while q.len() > 0 {
+            let front = q.front();
+            let n = front.len().min(step);
+            out.extend_from_slice(&front[..n]);
+            q.advance(n);
+        }
+        out
+    }
+
+    #[test]
+    fn mixed_chunks_drain_in_order_whatever_the_write_sizes() {
+        for step in [1, 2, 7, 100, usize::MAX] {
+            let mut q = OutQueue::default();
+            let h = |len| FrameHeader { fin: true, rsv: 0, opcode: OpCode::Binary, mask: None, payload_len: len };
+            q.push_bytes(b"HEAD");
+            q.push_frame(&h(3), b"abc");
+            q.push_shared(Bytes::from_static(b"\x82\x01z"));
+            let big = vec![7u8; OWN_CHUNK_THRESHOLD];
+            q.push_frame_owned(&h(big.len() as u64), big.clone());
+            q.push_frame(&h(1), b"q");
+            let mut expected = b"HEAD\x82\x03abc\x82\x01z".to_vec();
+            h(big.len() as u64).encode(&mut expected);
+            expected.extend_from_slice(&big);
+            expected.extend_from_slice(b"\x82\x01q");
+            assert_eq!(q.len(), expected.len());
+            let mut slices = [IoSlice::new(&[]); 8];
+            let n = q.slices(&mut slices);
+            let joined: Vec<u8> = slices[..n].iter().flat_map(|s| s.iter().copied()).collect();
+            assert_eq!(joined, expected);
+            assert_eq!(drain(&mut q, step), expected, "step {step}");
+        }
+    }
+}

@@ -1,0 +1,51 @@
+//! The connection's timers: deadlines only, compared against the time the caller passes in.
+
+use std::time::Instant;
+
+/// Each thing a connection may wait for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Timer {
+    /// The opening handshake must finish by then.
+    Handshake = 0,
+    /// Keep-alive: send a ping if nothing has arrived by then.
+    Idle = 1,
+    /// Keep-alive: a ping went out; something must arrive by then.
+    PongDeadline = 2,
+    /// The peer's close frame (or, for a client, the server's TCP close) is due by then.
+    Close = 3,
+}
+
+const COUNT: usize = 4;
+
+#[derive(Debug, Default, Clone)]
+pub(crate) struct TimerTable([Option<Instant>; COUNT]);
+
+impl TimerTable {
+    pub(crate) fn set(&mut self, timer: Timer, at: Instant) {
+        self.0[timer as usize] = Some(at);
+    }
+
+    pub(crate) fn clear(&mut self, timer: Timer) {
+        self.0[timer as usize] = None;
+    }
+
+    pub(crate) fn clear_all(&mut self) {
+        self.0 = [None; COUNT];
+    }
+
+    /// Whether `timer` is set and due at `now`; a due timer is cleared as it is reported.
+    pub(crate) fn take_expired(&mut self, timer: Timer, now: Instant) -> bool {
+        let slot = &mut self.0[timer as usize];
+        if slot.is_some_and(|at| at <= now) {
+            *slot = None;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// The earliest deadline.
+    pub(crate) fn next(&self) -> Option<Instant> {
+        self.0.iter().flatten().min().copied()
+    }
+}
