@@ -84,6 +84,13 @@ struct MessageInProgress {
     reported: bool,
 }
 
+/// How the peer ended the connection, waiting for the events before it to be taken.
+#[derive(Debug)]
+enum Ending {
+    PeerClose { code: CloseCode, reason: String },
+    Failure(ProtocolError),
+}
+
 /// A frame encoded once and queued on many connections without copying: the unmasked bytes a
 /// server sends are the same for every peer (RFC 6455 §5.1), so broadcast costs one encoding.
 #[derive(Debug, Clone)]
@@ -172,6 +179,7 @@ pub struct Connection {
     send_utf8: Utf8Validator,
 
     events: VecDeque<Event>,
+    ending: Option<Ending>,
     timers: TimerTable,
     close_transport: bool,
 }
@@ -243,6 +251,7 @@ impl Connection {
             sending_fragmented: None,
             send_utf8: Utf8Validator::new(),
             events: VecDeque::new(),
+            ending: None,
             timers,
             close_transport: false,
         }
@@ -309,6 +318,13 @@ impl Connection {
 
     /// The next event, if any.
     pub fn poll_event(&mut self) -> Option<Event> {
+        if let Some(event) = self.events.pop_front() {
+            return Some(event);
+        }
+        // The events before the ending are taken, and whatever the application sent in answer
+        // to them is queued: now the close frame may follow.
+        let ending = self.ending.take()?;
+        self.apply_ending(ending);
         self.events.pop_front()
     }
 
@@ -340,7 +356,7 @@ impl Connection {
     /// Frees the buffers kept for reuse between writes, for a connection about to sit idle.
     pub fn release_buffers(&mut self) {
         self.out.release_spare();
-        if self.message.is_none() {
+        if !self.frame.as_ref().is_some_and(|f| f.opcode.is_control()) {
             self.control = Vec::new();
         }
     }
@@ -368,6 +384,9 @@ impl Connection {
     /// Tells the connection the transport reached end of file: the peer will send nothing more.
     pub fn receive_eof(&mut self, now: Instant) {
         self.now = self.now.max(now);
+        if let Some(ending) = self.ending.take() {
+            self.apply_ending(ending);
+        }
         match self.state {
             State::Closed => {}
             State::AwaitingRequest | State::AwaitingResponse | State::RequestPending { .. } => {
@@ -725,7 +744,7 @@ impl Connection {
     }
 
     fn receive_frames(&mut self, mut input: &[u8]) {
-        while !input.is_empty() && matches!(self.state, State::Open | State::Closing) {
+        while !input.is_empty() && matches!(self.state, State::Open | State::Closing) && self.ending.is_none() {
             let step = if self.frame.is_some() { self.receive_payload(input) } else { self.receive_header(input) };
             match step {
                 Ok(consumed) => input = &input[consumed..],
@@ -946,31 +965,54 @@ impl Connection {
             ClosePayloadError::InvalidCode(code) => ProtocolError::InvalidCloseCode(code),
             ClosePayloadError::InvalidReason => ProtocolError::InvalidCloseReason,
         })?;
-        let cause = if self.state == State::Closing {
-            CloseCause::LocalClosed
-        } else {
-            // Echo the peer's code (RFC 6455 §5.5.1), or an empty close for "no status".
-            self.queue_close(code, "");
-            CloseCause::PeerClosed
-        };
-        self.finish(code, reason, true, cause);
-        if self.role == Role::Client {
-            // The server closes TCP first (RFC 6455 §7.1.1); give it the close timeout.
-            self.close_transport = false;
-            self.timers.set(Timer::Close, self.now + self.config.close_timeout);
-        }
+        self.end(Ending::PeerClose { code, reason });
         Ok(())
     }
 
-    /// The peer broke the protocol: "fail the WebSocket connection" (RFC 6455 §7.1.7) with the
-    /// matching close code, unless we already sent a close frame.
+    /// The peer broke the protocol: "fail the WebSocket connection" (RFC 6455 §7.1.7).
     fn fail(&mut self, error: ProtocolError) {
-        let code = error.close_code();
-        let reason = error.to_string();
-        if self.state == State::Open {
-            self.queue_close(code, &reason);
+        self.end(Ending::Failure(error));
+    }
+
+    /// Input processing stops here. The ending takes effect (close frame queued, `Closed`
+    /// reported) once the application has taken the events before it, so that its answers to
+    /// them (an echo, say) leave before our close frame: nothing already accepted is lost.
+    fn end(&mut self, ending: Ending) {
+        self.frame = None;
+        self.message = None;
+        if self.events.is_empty() {
+            self.apply_ending(ending);
+        } else {
+            self.ending = Some(ending);
         }
-        self.finish(code, reason, false, CloseCause::Protocol(error));
+    }
+
+    fn apply_ending(&mut self, ending: Ending) {
+        match ending {
+            Ending::PeerClose { code, reason } => {
+                let cause = if self.state == State::Closing {
+                    CloseCause::LocalClosed
+                } else {
+                    // Echo the peer's code (RFC 6455 §5.5.1), or an empty close for "no status".
+                    self.queue_close(code, "");
+                    CloseCause::PeerClosed
+                };
+                self.finish(code, reason, true, cause);
+                if self.role == Role::Client {
+                    // The server closes TCP first (RFC 6455 §7.1.1); give it the close timeout.
+                    self.close_transport = false;
+                    self.timers.set(Timer::Close, self.now + self.config.close_timeout);
+                }
+            }
+            Ending::Failure(error) => {
+                let code = error.close_code();
+                let reason = error.to_string();
+                if self.state == State::Open {
+                    self.queue_close(code, &reason);
+                }
+                self.finish(code, reason, false, CloseCause::Protocol(error));
+            }
+        }
     }
 
     /// Ends the connection: reports `Closed` once and drops everything in progress.

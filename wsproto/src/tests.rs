@@ -94,11 +94,15 @@ fn run_server(config: Config, input: &[u8], piece: usize) -> (Vec<Event>, Vec<(O
     let now = Instant::now();
     let mut server = open_server(config, now);
     let mut events = Vec::new();
+    let mut output = Vec::new();
     for chunk in input.chunks(piece.max(1)) {
         server.receive(now, chunk);
         events.extend(drain_events(&mut server));
+        // As an adapter does after every write that empties the queue.
+        output.extend(drain_output(&mut server));
+        server.release_buffers();
     }
-    (events, parse_server_frames(&drain_output(&mut server)))
+    (events, parse_server_frames(&output))
 }
 
 /// Runs a fixture whole and one byte at a time and checks both give the same events and output.
@@ -913,5 +917,20 @@ proptest! {
                 prop_assert!(matches!(events.last(), Some(Event::Closed(_))));
             }
         }
+    }
+}
+
+#[test]
+fn answers_to_messages_leave_before_the_close_frame_that_followed_them() {
+    let now = Instant::now();
+    for ending in [client_frame(0x88, &close_payload(1000, "")), client_frame(0xC1, b"rsv")] {
+        let mut server = open_server(Config::default(), now);
+        server.receive(now, &[client_frame(0x81, b"echo me"), ending].concat());
+        let Some(Event::Message(message)) = server.poll_event() else { panic!("message first") };
+        server.send(message).unwrap();
+        assert!(matches!(server.poll_event(), Some(Event::Closed(_))));
+        let frames = parse_server_frames(&drain_output(&mut server));
+        assert_eq!(frames[0], (OpCode::Text, b"echo me".to_vec()));
+        assert_eq!(frames[1].0, OpCode::Close);
     }
 }
