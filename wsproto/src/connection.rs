@@ -163,6 +163,10 @@ pub struct Connection {
 
     /// Handshake head bytes, then any bytes that followed the head before the connection opened.
     handshake_buf: Vec<u8>,
+    /// A line ending that may end the head has arrived within the first `max_handshake_size`
+    /// bytes: from then on every read re-parses the head (httparse may still answer "partial",
+    /// e.g. behind leading blank lines, and only more bytes settle it).
+    head_end_seen: bool,
     request: Option<Request>,
     client: Option<(ClientRequest, String)>,
     response: Option<Response>,
@@ -238,6 +242,7 @@ impl Connection {
             rng,
             now,
             handshake_buf: Vec::new(),
+            head_end_seen: false,
             request: None,
             client: None,
             response: None,
@@ -372,7 +377,15 @@ impl Connection {
         }
         match self.state {
             State::AwaitingRequest | State::AwaitingResponse => self.receive_handshake(data),
-            State::RequestPending { .. } => self.handshake_buf.extend_from_slice(data),
+            State::RequestPending { .. } => {
+                // A client must wait for our answer before sending frames (RFC 6455 §4.1), and
+                // an adapter should not read now (`wants_read`): hold a head's worth at most.
+                self.handshake_buf.extend_from_slice(data);
+                let limit = self.config.max_handshake_size;
+                if self.handshake_buf.len() > limit {
+                    self.fail_handshake(HandshakeError::BadRequest("data sent before the handshake was answered"));
+                }
+            }
             State::Open | State::Closing => {
                 self.note_activity();
                 self.receive_frames(data);
@@ -637,34 +650,39 @@ impl Connection {
         let searched = self.handshake_buf.len().saturating_sub(3);
         self.handshake_buf.extend_from_slice(data);
         let limit = self.config.max_handshake_size;
-        // Parse only once the blank line that ends a head has arrived: re-parsing a growing
+        // Only the first `limit` bytes can hold a head we accept, so only they are searched and
+        // parsed: what lies beyond cannot change the outcome, which therefore does not depend
+        // on how the bytes were split into reads.
+        let window = &self.handshake_buf[..self.handshake_buf.len().min(limit)];
+        // Parse only once a line ending that may end the head has arrived: re-parsing a growing
         // head on every byte would be quadratic.
-        let tail = &self.handshake_buf[searched..];
-        let has_end = tail.windows(2).any(|w| w == b"\n\n") || tail.windows(3).any(|w| w == b"\n\r\n");
-        if !has_end {
+        let tail = window.get(searched..).unwrap_or_default();
+        self.head_end_seen |= tail.windows(2).any(|w| w == b"\n\n") || tail.windows(3).any(|w| w == b"\n\r\n");
+        if !self.head_end_seen {
             if self.handshake_buf.len() > limit {
                 self.fail_handshake(HandshakeError::TooLarge(limit));
             }
             return;
         }
         let max_headers = self.config.max_headers;
+        let too_large = self.handshake_buf.len() > limit;
         match self.role {
-            Role::Server => match Request::parse(&self.handshake_buf, max_headers) {
-                Ok(Parsed::Partial) if self.handshake_buf.len() <= limit => {}
-                Ok(Parsed::Complete(request, len)) if len <= limit => {
+            Role::Server => match Request::parse(window, max_headers) {
+                Ok(Parsed::Partial) if !too_large => {}
+                Ok(Parsed::Partial) => self.fail_handshake(HandshakeError::TooLarge(limit)),
+                Ok(Parsed::Complete(request, len)) => {
                     self.handshake_buf.drain(..len);
                     self.on_request(request);
                 }
-                Ok(_) => self.fail_handshake(HandshakeError::TooLarge(limit)),
                 Err(error) => self.fail_handshake(error),
             },
-            Role::Client => match Response::parse(&self.handshake_buf, max_headers) {
-                Ok(Parsed::Partial) if self.handshake_buf.len() <= limit => {}
-                Ok(Parsed::Complete(response, len)) if len <= limit => {
+            Role::Client => match Response::parse(window, max_headers) {
+                Ok(Parsed::Partial) if !too_large => {}
+                Ok(Parsed::Partial) => self.fail_handshake(HandshakeError::TooLarge(limit)),
+                Ok(Parsed::Complete(response, len)) => {
                     self.handshake_buf.drain(..len);
                     self.on_response(response);
                 }
-                Ok(_) => self.fail_handshake(HandshakeError::TooLarge(limit)),
                 Err(error) => self.fail_handshake(error),
             },
         }

@@ -167,8 +167,8 @@ pub enum SendError {
         /// The configured limit.
         limit: usize,
     },
-    /// `accept`, `reject` or `respond` without a request waiting for an answer, or the wrong
-    /// one of them (`accept` for a plain HTTP request).
+    /// `accept` or `respond` without a request waiting for an answer, or `accept` for a plain
+    /// HTTP request.
     #[error("no request is waiting for this answer")]
     NoPendingRequest,
     /// A header name or value that would break the HTTP head (CR, LF, or an invalid name).

@@ -10,7 +10,7 @@ use crate::handshake::{Request, Response};
 pub enum Event {
     /// Server: a valid WebSocket upgrade request arrived (it passed the config's origin and
     /// subprotocol policies). Answer with [`accept`](crate::Connection::accept) or
-    /// [`reject`](crate::Connection::reject).
+    /// [`respond`](crate::Connection::respond) (a rejection).
     Request(Request),
     /// Server: a plain HTTP request (no `Upgrade: websocket`). Answer with
     /// [`respond`](crate::Connection::respond); the connection then closes.

@@ -376,7 +376,10 @@ impl HttpResponse {
 
     /// 426 Upgrade Required with `Sec-WebSocket-Version: 13` (RFC 6455 §4.4).
     pub fn upgrade_required() -> Self {
-        HttpResponse::new(426).header("Sec-WebSocket-Version", "13").text("WebSocket version 13 required\n")
+        HttpResponse::new(426)
+            .header("Upgrade", "websocket")
+            .header("Sec-WebSocket-Version", "13")
+            .text("WebSocket version 13 required\n")
     }
 
     /// 503 Service Unavailable: the server is full.

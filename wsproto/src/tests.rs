@@ -934,3 +934,18 @@ fn answers_to_messages_leave_before_the_close_frame_that_followed_them() {
         assert_eq!(frames[1].0, OpCode::Close);
     }
 }
+
+#[test]
+fn bytes_held_while_the_application_decides_are_bounded() {
+    let now = Instant::now();
+    let mut server = Connection::server(Arc::new(Config::default()), now);
+    server.receive(now, HANDSHAKE);
+    assert!(matches!(server.poll_event(), Some(Event::Request(_))));
+    for _ in 0..3 {
+        server.receive(now, &[0; 4096]);
+    }
+    let (_, cause) = closed_with(&drain_events(&mut server));
+    assert!(matches!(cause, CloseCause::Handshake(HandshakeError::BadRequest(_))), "{cause:?}");
+    assert!(String::from_utf8(drain_output(&mut server)).unwrap().starts_with("HTTP/1.1 400 "));
+    assert_eq!(server.accept(Accept::new()), Err(SendError::NoPendingRequest));
+}

@@ -1,0 +1,56 @@
+//! The chat server and its web client: `cargo run --release --bin chat`, then open
+//! http://127.0.0.1:3000.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+use wsproto_examples::chat::{self, ChatOptions};
+
+#[derive(Debug, Parser)]
+#[command(about = "WebSocket chat server with a browser client and a shared drawing board")]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:3000")]
+    addr: SocketAddr,
+    /// Origins allowed to connect, comma-separated (default: this server's own origin).
+    #[arg(long, value_delimiter = ',')]
+    origins: Vec<String>,
+    /// Connections beyond this many get 503.
+    #[arg(long, default_value_t = 1000)]
+    max_clients: usize,
+    /// Seconds of silence before a heartbeat ping.
+    #[arg(long, default_value_t = 20)]
+    ping_interval: u64,
+    /// Seconds to wait for any answer to a heartbeat before reaping the client.
+    #[arg(long, default_value_t = 10)]
+    ping_timeout: u64,
+    /// The largest message a client may send, in bytes (1009 beyond).
+    #[arg(long, default_value_t = 64 * 1024)]
+    max_message: usize,
+    /// Sustained chat messages per second per client before it is closed (1008).
+    #[arg(long, default_value_t = 20.0)]
+    max_rate: f64,
+    /// Log each connect, join, leave and reap (-v), and the adapter's details (-vv).
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    verbose: u8,
+}
+
+fn main() -> std::io::Result<()> {
+    let args = Args::parse();
+    wsproto_examples::init_logging(args.verbose);
+    let options = ChatOptions {
+        addr: args.addr,
+        origins: args.origins,
+        max_clients: args.max_clients,
+        ping_interval: Duration::from_secs(args.ping_interval.max(1)),
+        ping_timeout: Duration::from_secs(args.ping_timeout.max(1)),
+        max_message: args.max_message,
+        max_rate: args.max_rate,
+        ..ChatOptions::default()
+    };
+    let (server, chat) = chat::bind(&options)?;
+    eprintln!("chat: open http://{} in a browser", server.local_addr()?);
+    server.run(chat)?;
+    Ok(())
+}
