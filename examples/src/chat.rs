@@ -14,8 +14,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use wsproto::{
-    Accept, CloseCause, CloseCode, Closed, Config, HttpResponse, KeepAlive, Message, OriginPolicy, PreparedFrame,
-    Request, SubprotocolPolicy,
+    Accept, CloseCause, CloseCode, Closed, Config, DeflateConfig, HttpResponse, KeepAlive, Message, OriginPolicy,
+    PreparedFrame, Request, SubprotocolPolicy,
 };
 use wsproto_adapters::server::{ConnId, Context, Handler, Server, ServerOptions};
 
@@ -83,6 +83,9 @@ pub fn bind(options: &ChatOptions) -> io::Result<(Server, Chat)> {
         origins: OriginPolicy::AllowList { origins, allow_missing: true },
         subprotocols: SubprotocolPolicy { supported: vec![SUBPROTOCOL.into()], required: true },
         max_queued_bytes: 4 << 20,
+        // Browsers offer permessage-deflate. Resetting our context after each message lets a
+        // broadcast be compressed once for every member instead of once per member.
+        deflate: Some(DeflateConfig { server_no_context_takeover: true, ..DeflateConfig::default() }),
         ..Config::default()
     };
     let server_options =

@@ -42,6 +42,10 @@ pub struct Config {
     pub origins: OriginPolicy,
     /// Server: which subprotocols we speak, in order of preference.
     pub subprotocols: SubprotocolPolicy,
+    /// permessage-deflate (RFC 7692): a client offers it, a server accepts an offer it can
+    /// honour. Off by default; see [`DeflateConfig`](crate::DeflateConfig) for what it costs.
+    #[cfg(feature = "deflate")]
+    pub deflate: Option<crate::DeflateConfig>,
 }
 
 impl Default for Config {
@@ -60,6 +64,8 @@ impl Default for Config {
             close_timeout: Duration::from_secs(5),
             origins: OriginPolicy::Any,
             subprotocols: SubprotocolPolicy::default(),
+            #[cfg(feature = "deflate")]
+            deflate: None,
         }
     }
 }

@@ -12,6 +12,7 @@ use bytes::Bytes;
 
 use crate::close::{parse_close_payload, CloseCode, ClosePayloadError, MAX_CLOSE_REASON};
 use crate::config::{Config, ReceiveMode};
+use crate::deflate::Session as Compression;
 use crate::error::{HandshakeError, ProtocolError, SendError};
 use crate::event::{CloseCause, Closed, Event, Message, MessageKind};
 use crate::frame::{apply_mask, FrameHeader, OpCode, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN};
@@ -82,6 +83,10 @@ struct MessageInProgress {
     utf8: Utf8Validator,
     /// Streaming mode: whether a chunk of this message has been reported yet.
     reported: bool,
+    /// RSV1 on the first frame: the payload is deflated (RFC 7692 §6.1).
+    compressed: bool,
+    /// Compressed messages: the inflated size so far.
+    inflated: usize,
 }
 
 /// How the peer ended the connection, waiting for the events before it to be taken.
@@ -98,6 +103,10 @@ pub struct PreparedFrame {
     bytes: Bytes,
     header_len: usize,
     opcode: OpCode,
+    /// Compressed encodings (permessage-deflate, a fresh context each), made on first use, one
+    /// per window size (9-15 bits) that recipients agreed to.
+    #[cfg(feature = "deflate")]
+    compressed: Arc<[std::sync::OnceLock<Bytes>; 7]>,
 }
 
 impl PreparedFrame {
@@ -125,7 +134,35 @@ impl PreparedFrame {
         header.encode(&mut bytes);
         let header_len = bytes.len();
         bytes.extend_from_slice(payload);
-        PreparedFrame { bytes: Bytes::from(bytes), header_len, opcode }
+        PreparedFrame {
+            bytes: Bytes::from(bytes),
+            header_len,
+            opcode,
+            #[cfg(feature = "deflate")]
+            compressed: Arc::default(),
+        }
+    }
+
+    /// The frame compressed with a fresh context and this window, encoded once per window.
+    #[cfg(feature = "deflate")]
+    fn compressed(&self, window_bits: u8, level: u32) -> Bytes {
+        let slot = usize::from(window_bits.clamp(9, 15) - 9);
+        self.compressed[slot]
+            .get_or_init(|| {
+                let payload = crate::deflate::compress_standalone(self.payload(), window_bits, level);
+                let header = FrameHeader {
+                    fin: true,
+                    rsv: 0b100,
+                    opcode: self.opcode,
+                    mask: None,
+                    payload_len: payload.len() as u64,
+                };
+                let mut bytes = Vec::with_capacity(header.encoded_len() + payload.len());
+                header.encode(&mut bytes);
+                bytes.extend_from_slice(&payload);
+                Bytes::from(bytes)
+            })
+            .clone()
     }
 
     /// The encoded size on the wire (server role).
@@ -178,6 +215,11 @@ pub struct Connection {
     message: Option<MessageInProgress>,
     control: Vec<u8>,
 
+    /// permessage-deflate, when negotiated (RFC 7692).
+    compression: Option<Compression>,
+    /// Unmasked compressed payload on its way to the inflater.
+    compressed_scratch: Vec<u8>,
+
     out: OutQueue,
     sending_fragmented: Option<MessageKind>,
     send_utf8: Utf8Validator,
@@ -219,6 +261,10 @@ impl Connection {
         now: Instant,
         mut rng: Box<dyn RandomSource>,
     ) -> Result<Connection, SendError> {
+        let mut request = request;
+        if let Some(offer) = Compression::offer(&config) {
+            request.extensions.push(offer);
+        }
         let mut nonce = [0u8; 16];
         rng.fill(&mut nonce);
         let key = BASE64.encode(nonce);
@@ -252,6 +298,8 @@ impl Connection {
             frame: None,
             message: None,
             control: Vec::new(),
+            compression: None,
+            compressed_scratch: Vec::new(),
             out: OutQueue::default(),
             sending_fragmented: None,
             send_utf8: Utf8Validator::new(),
@@ -289,6 +337,12 @@ impl Connection {
     /// The subprotocol agreed in the handshake.
     pub fn subprotocol(&self) -> Option<&str> {
         self.subprotocol.as_deref()
+    }
+
+    /// The permessage-deflate parameters agreed in the handshake, if it was negotiated.
+    #[cfg(feature = "deflate")]
+    pub fn compression(&self) -> Option<crate::DeflateParams> {
+        self.compression.as_ref().map(|c| c.params())
     }
 
     /// Server: the request being answered or accepted.
@@ -414,6 +468,14 @@ impl Connection {
     /// twice is fine.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.now = self.now.max(now);
+        // The peer's close or failure that waits for its events to be taken arrived before any
+        // deadline now due: it takes effect first (else a timer would end the connection in its
+        // place, and the ending, applied later, would queue a second close frame).
+        if self.ending.is_some() && self.timers.next().is_some_and(|at| at <= now) {
+            if let Some(ending) = self.ending.take() {
+                self.apply_ending(ending);
+            }
+        }
         if self.timers.take_expired(Timer::Handshake, now)
             && matches!(self.state, State::AwaitingRequest | State::AwaitingResponse | State::RequestPending { .. })
         {
@@ -457,9 +519,12 @@ impl Connection {
             Some(chosen) => return Err(SendError::SubprotocolNotOffered(chosen.clone())),
             None => self.config.subprotocols.select(&offered).map(str::to_owned),
         };
-        let head = accept.encode(key, subprotocol.as_deref())?;
+        let compression = Compression::negotiate(&self.config, &request.extensions());
+        let extensions = compression.as_ref().map(|(_, response)| response.as_str());
+        let head = accept.encode(key, subprotocol.as_deref(), extensions)?;
         self.out.push_bytes(&head);
         self.subprotocol = subprotocol;
+        self.compression = compression.map(|(session, _)| session);
         self.open();
         Ok(())
     }
@@ -500,6 +565,10 @@ impl Connection {
             Message::Binary(data) => (OpCode::Binary, data),
         };
         self.check_data_send(payload.len())?;
+        if let Some(compressed) = self.compress_whole_message(opcode, true, &payload) {
+            self.queue_compressed(opcode, compressed);
+            return Ok(());
+        }
         let header = self.data_header(opcode, true, payload.len());
         self.out.push_frame_owned(&header, payload);
         Ok(())
@@ -536,9 +605,17 @@ impl Connection {
     /// are queued as they are; a client must mask, so it copies the payload.
     pub fn send_prepared(&mut self, frame: &PreparedFrame) -> Result<(), SendError> {
         self.check_data_send(frame.wire_len())?;
-        match self.role {
-            Role::Server => self.out.push_shared(frame.bytes.clone()),
-            Role::Client => self.queue_data(frame.opcode, true, frame.payload()),
+        let len = frame.payload().len();
+        match (self.role, self.compression.as_ref().map(|c| (c.min_size(), c.context_free_encoding()))) {
+            (Role::Server, None) => self.out.push_shared(frame.bytes.clone()),
+            (Role::Server, Some((min_size, _))) if len < min_size => self.out.push_shared(frame.bytes.clone()),
+            // Our side resets its context: one compressed encoding serves every such peer.
+            #[cfg(feature = "deflate")]
+            (Role::Server, Some((_, Some((window_bits, level))))) => {
+                self.out.push_shared(frame.compressed(window_bits, level))
+            }
+            // A client masks, and a kept context must see every message: encode here.
+            _ => self.queue_data(frame.opcode, true, frame.payload()),
         }
         Ok(())
     }
@@ -620,8 +697,27 @@ impl Connection {
     }
 
     fn queue_data(&mut self, opcode: OpCode, fin: bool, payload: &[u8]) {
+        if let Some(compressed) = self.compress_whole_message(opcode, fin, payload) {
+            return self.queue_compressed(opcode, compressed);
+        }
         let header = self.data_header(opcode, fin, payload.len());
         self.out.push_frame(&header, payload);
+    }
+
+    /// permessage-deflate compresses whole messages only: fragmented sends go uncompressed,
+    /// which RFC 7692 allows message by message.
+    fn compress_whole_message(&mut self, opcode: OpCode, fin: bool, payload: &[u8]) -> Option<Vec<u8>> {
+        if !fin || opcode == OpCode::Continuation {
+            return None;
+        }
+        self.compression.as_mut()?.compress(payload)
+    }
+
+    /// Queues a compressed message: one frame with RSV1 set (RFC 7692 §6.1).
+    fn queue_compressed(&mut self, opcode: OpCode, compressed: Vec<u8>) {
+        let mut header = self.data_header(opcode, true, compressed.len());
+        header.rsv = 0b100;
+        self.out.push_frame_owned(&header, compressed);
     }
 
     fn queue_control(&mut self, opcode: OpCode, payload: &[u8]) {
@@ -719,10 +815,16 @@ impl Connection {
 
     fn on_response(&mut self, response: Response) {
         let Some((request, key)) = &self.client else { return };
-        if let Err(error) = response.validate(key, request) {
-            self.response = Some(response);
-            return self.fail_handshake(error);
-        }
+        let compression =
+            response.validate(key, request).and_then(|()| Compression::from_response(&self.config, &response));
+        let compression = match compression {
+            Ok(compression) => compression,
+            Err(error) => {
+                self.response = Some(response);
+                return self.fail_handshake(error);
+            }
+        };
+        self.compression = compression;
         self.subprotocol = response.subprotocol().map(str::to_owned);
         self.response = Some(response.clone());
         self.events.push_back(Event::Connected(response));
@@ -806,7 +908,11 @@ impl Connection {
     /// any of its payload is buffered. `available` is how much payload input is at hand, so that
     /// nothing is reserved on the strength of a length the peer merely announced.
     fn on_header(&mut self, header: FrameHeader, available: usize) -> Result<(), ProtocolError> {
-        if header.rsv != 0 {
+        // RSV1 belongs to permessage-deflate, when negotiated, on a message's first frame only
+        // (RFC 7692 §6.1); every other reserved bit is an error (RFC 6455 §5.2).
+        let compressed =
+            header.rsv == 0b100 && self.compression.is_some() && matches!(header.opcode, OpCode::Text | OpCode::Binary);
+        if header.rsv != 0 && !compressed {
             return Err(ProtocolError::ReservedBits(header.rsv));
         }
         match (self.role, header.mask.is_some()) {
@@ -849,6 +955,8 @@ impl Connection {
                         fragments: 1,
                         utf8: Utf8Validator::new(),
                         reported: false,
+                        compressed,
+                        inflated: 0,
                     });
                 }
             }
@@ -890,6 +998,28 @@ impl Connection {
             }
         } else if let Some(message) = self.message.as_mut() {
             message.len += take;
+            if message.compressed {
+                let compression = self.compression.as_mut().ok_or(ProtocolError::ReservedBits(0b100))?;
+                let scratch = &mut self.compressed_scratch;
+                scratch.clear();
+                scratch.extend_from_slice(chunk);
+                if let Some(key) = mask {
+                    apply_mask(scratch, key, offset);
+                }
+                let streaming = self.config.receive_mode == ReceiveMode::Streaming;
+                let limit = if streaming { usize::MAX } else { self.config.max_message_size };
+                let mut streamed = Vec::new();
+                let out = if streaming { &mut streamed } else { &mut message.buf };
+                let utf8 = (message.kind == MessageKind::Text).then_some(&mut message.utf8);
+                compression.inflate(scratch, &mut message.inflated, limit, &mut text_sink(out, utf8))?;
+                if streaming && !streamed.is_empty() {
+                    let first = !message.reported;
+                    message.reported = true;
+                    self.events.push_back(Event::Chunk { kind: message.kind, data: streamed, first, last: false });
+                }
+                // The trailer and the last chunk come with the end of the message.
+                return self.finish_payload(done, take);
+            }
             match self.config.receive_mode {
                 ReceiveMode::Messages => {
                     let start = message.buf.len();
@@ -920,6 +1050,10 @@ impl Connection {
                 }
             }
         }
+        self.finish_payload(done, take)
+    }
+
+    fn finish_payload(&mut self, done: bool, take: usize) -> Result<usize, ProtocolError> {
         if done {
             self.finish_frame()?;
         }
@@ -954,7 +1088,17 @@ impl Connection {
     /// The final frame of the data message in progress has all its payload.
     /// `final_frame_empty`: streaming mode reported no chunk for it yet.
     fn finish_message(&mut self, final_frame_empty: bool) -> Result<(), ProtocolError> {
-        let Some(message) = self.message.take() else { return Ok(()) };
+        let Some(mut message) = self.message.take() else { return Ok(()) };
+        // A compressed message ends with its trailer restored (RFC 7692 §7.2.2).
+        let mut tail = Vec::new();
+        if message.compressed {
+            let compression = self.compression.as_mut().ok_or(ProtocolError::ReservedBits(0b100))?;
+            let streaming = self.config.receive_mode == ReceiveMode::Streaming;
+            let limit = if streaming { usize::MAX } else { self.config.max_message_size };
+            let out = if streaming { &mut tail } else { &mut message.buf };
+            let utf8 = (message.kind == MessageKind::Text).then_some(&mut message.utf8);
+            compression.finish_message(&mut message.inflated, limit, &mut text_sink(out, utf8))?;
+        }
         if message.kind == MessageKind::Text && !message.utf8.is_complete() {
             return Err(ProtocolError::InvalidUtf8);
         }
@@ -968,9 +1112,9 @@ impl Connection {
                 };
                 self.events.push_back(Event::Message(message));
             }
-            ReceiveMode::Streaming if final_frame_empty => {
+            ReceiveMode::Streaming if final_frame_empty || message.compressed => {
                 let first = !message.reported;
-                self.events.push_back(Event::Chunk { kind: message.kind, data: Vec::new(), first, last: true });
+                self.events.push_back(Event::Chunk { kind: message.kind, data: tail, first, last: true });
             }
             ReceiveMode::Streaming => {}
         }
@@ -1046,6 +1190,20 @@ impl Connection {
         self.control = Vec::new();
         self.handshake_buf = Vec::new();
         self.events.push_back(Event::Closed(Closed { code, reason, clean, cause }));
+    }
+}
+
+/// Where inflated bytes go: appended to `out`, validated on the way when the message is text.
+fn text_sink<'a>(
+    out: &'a mut Vec<u8>,
+    mut utf8: Option<&'a mut Utf8Validator>,
+) -> impl FnMut(&[u8]) -> Result<(), ProtocolError> + 'a {
+    move |piece| {
+        if let Some(utf8) = utf8.as_deref_mut() {
+            utf8.feed(piece).map_err(|_| ProtocolError::InvalidUtf8)?;
+        }
+        out.extend_from_slice(piece);
+        Ok(())
     }
 }
 

@@ -44,6 +44,9 @@ pub enum ProtocolError {
     /// A close reason that is not UTF-8: close code 1007.
     #[error("close reason is not valid UTF-8")]
     InvalidCloseReason,
+    /// A compressed message (permessage-deflate, RFC 7692) that does not inflate: close code 1007.
+    #[error("compressed message does not inflate")]
+    InvalidCompressedData,
     /// A frame longer than the configured maximum: close code 1009.
     #[error("frame of {len} bytes exceeds the limit of {max}")]
     FrameTooLarge {
@@ -70,7 +73,9 @@ impl ProtocolError {
     /// The close code this error is answered with (RFC 6455 §7.4.1).
     pub fn close_code(&self) -> CloseCode {
         match self {
-            ProtocolError::InvalidUtf8 | ProtocolError::InvalidCloseReason => CloseCode::INVALID_PAYLOAD,
+            ProtocolError::InvalidUtf8 | ProtocolError::InvalidCloseReason | ProtocolError::InvalidCompressedData => {
+                CloseCode::INVALID_PAYLOAD
+            }
             ProtocolError::FrameTooLarge { .. }
             | ProtocolError::MessageTooLarge { .. }
             | ProtocolError::TooManyFragments { .. } => CloseCode::MESSAGE_TOO_BIG,

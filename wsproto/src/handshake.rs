@@ -306,7 +306,12 @@ impl Accept {
     }
 
     /// The 101 response head (RFC 6455 §4.2.2, step 5).
-    pub(crate) fn encode(&self, key: &str, subprotocol: Option<&str>) -> Result<Vec<u8>, SendError> {
+    pub(crate) fn encode(
+        &self,
+        key: &str,
+        subprotocol: Option<&str>,
+        extensions: Option<&str>,
+    ) -> Result<Vec<u8>, SendError> {
         for (name, value) in &self.headers {
             check_header(name, value)?;
         }
@@ -318,6 +323,11 @@ impl Accept {
         if let Some(protocol) = subprotocol {
             out.extend_from_slice(b"Sec-WebSocket-Protocol: ");
             out.extend_from_slice(protocol.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        if let Some(extensions) = extensions {
+            out.extend_from_slice(b"Sec-WebSocket-Extensions: ");
+            out.extend_from_slice(extensions.as_bytes());
             out.extend_from_slice(b"\r\n");
         }
         write_headers(&mut out, &self.headers);

@@ -68,6 +68,11 @@
 mod close;
 mod config;
 mod connection;
+#[cfg(feature = "deflate")]
+mod deflate;
+#[cfg(not(feature = "deflate"))]
+#[path = "deflate_disabled.rs"]
+mod deflate;
 mod error;
 mod event;
 pub mod frame;
@@ -87,6 +92,9 @@ pub use handshake::{
     accept_key, Accept, ClientRequest, ExtensionOffer, Header, HttpResponse, Request, Response, WsUrl,
 };
 pub use random::{OsRandom, RandomSource};
+
+#[cfg(feature = "deflate")]
+pub use deflate::{DeflateConfig, DeflateParams};
 
 #[cfg(test)]
 mod tests;

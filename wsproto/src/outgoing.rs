@@ -50,8 +50,13 @@ impl OutQueue {
     }
 
     /// The owned buffer at the back of the queue, to append to.
+    ///
+    /// Never the front chunk once writing it has begun: its written bytes are freed only with
+    /// the whole chunk, so a chunk that kept growing while a slow peer drained it would keep
+    /// every byte ever sent through it.
     fn tail(&mut self) -> &mut Vec<u8> {
-        if !matches!(self.chunks.back(), Some(Chunk::Owned(_))) {
+        let front_in_progress = self.chunks.len() == 1 && self.front_written > 0;
+        if front_in_progress || !matches!(self.chunks.back(), Some(Chunk::Owned(_))) {
             self.chunks.push_back(Chunk::Owned(std::mem::take(&mut self.spare)));
         }
         match self.chunks.back_mut() {

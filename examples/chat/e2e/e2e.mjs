@@ -277,6 +277,13 @@ async function run() {
   }
   const [a, b, c] = infos.map((i) => i.page);
 
+  await check('the browser and the server agreed on permessage-deflate', async () => {
+    for (const page of [a, b, c]) {
+      const agreed = await page.evaluate(() => document.body.dataset.extensions || '');
+      assert(agreed.includes('permessage-deflate'), `extensions: ${JSON.stringify(agreed)}`);
+    }
+  });
+
   await check('every page lists alice, bob and carol', async () => {
     await Promise.all([a, b, c].map((p) => waitForUsers(p, nicks)));
   });

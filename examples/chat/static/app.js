@@ -168,6 +168,8 @@ function connect() {
 
 function onOpen() {
   setStatus('connected');
+  // What the browser and the server agreed (permessage-deflate, normally), for the curious and the tests.
+  document.body.dataset.extensions = state.ws ? state.ws.extensions : '';
   if (state.wantedNick) sendJoin(state.wantedNick);
 }
 

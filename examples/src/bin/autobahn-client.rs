@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use clap::Parser;
-use wsproto::{CloseCode, Config};
+use wsproto::{CloseCode, Config, DeflateConfig};
 use wsproto_adapters::blocking::{connect, ConnectOptions, Error, Incoming};
 
 #[derive(Debug, Parser)]
@@ -37,6 +37,9 @@ fn autobahn_config() -> Config {
         max_message_size: 64 << 20,
         max_fragments: 1_000_000,
         max_queued_bytes: 256 << 20,
+        // Offer client_no_context_takeover too, so that the suite's servers that ask for it
+        // (13.2, 13.5-13.7) can accept our offer.
+        deflate: Some(DeflateConfig { client_no_context_takeover: true, ..DeflateConfig::default() }),
         ..Config::default()
     }
 }

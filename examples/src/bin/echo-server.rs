@@ -8,7 +8,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 
 use clap::{Parser, ValueEnum};
-use wsproto::{Config, Message};
+use wsproto::{Config, DeflateConfig, Message};
 use wsproto_adapters::server::{ConnId, Context, Handler, Server, ServerOptions};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -41,6 +41,7 @@ fn echo_config() -> Config {
         max_message_size: 64 << 20,
         max_fragments: 1 << 20,
         max_queued_bytes: 256 << 20,
+        deflate: Some(DeflateConfig::default()),
         ..Config::default()
     }
 }

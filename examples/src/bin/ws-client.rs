@@ -1,0 +1,92 @@
+//! A small command-line WebSocket client: connects, sends each `--send` message, prints what
+//! comes back, and closes. Handy for poking at a server, and the other half of the interop
+//! test against Python's `websockets` (`scripts/interop-python.py`).
+//!
+//! `ws-client ws://127.0.0.1:9001/ --send hello --send world --deflate`
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use wsproto::{CloseCode, Config, DeflateConfig, Message};
+use wsproto_adapters::blocking::{connect, ConnectOptions, Incoming};
+
+#[derive(Debug, Parser)]
+#[command(about = "Send messages to a WebSocket server and print the replies")]
+struct Args {
+    /// The server, e.g. ws://127.0.0.1:9001/
+    url: String,
+    /// A text message to send; after each, one reply is awaited and printed.
+    #[arg(long)]
+    send: Vec<String>,
+    /// Offer permessage-deflate (RFC 7692).
+    #[arg(long)]
+    deflate: bool,
+    /// Subprotocols to offer, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    protocols: Vec<String>,
+    /// Print the server's handshake response headers.
+    #[arg(long)]
+    headers: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let config =
+        Config { deflate: args.deflate.then(DeflateConfig::default), max_message_size: 64 << 20, ..Config::default() };
+    let options =
+        ConnectOptions { config: Arc::new(config), subprotocols: args.protocols, ..ConnectOptions::default() };
+    let (mut ws, response) = match connect(&args.url, options) {
+        Ok(connected) => connected,
+        Err(e) => {
+            eprintln!("ws-client: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if args.headers {
+        for header in response.headers() {
+            println!("< {}: {}", header.name, String::from_utf8_lossy(&header.value));
+        }
+    }
+    for text in &args.send {
+        if let Err(e) = ws.send_text(text) {
+            eprintln!("ws-client: send failed: {e}");
+            return ExitCode::FAILURE;
+        }
+        loop {
+            match ws.read() {
+                Ok(Incoming::Message(Message::Text(reply))) => {
+                    println!("{reply}");
+                    break;
+                }
+                Ok(Incoming::Message(Message::Binary(reply))) => {
+                    println!("<{} bytes of binary>", reply.len());
+                    break;
+                }
+                Ok(Incoming::Closed(closed)) => {
+                    eprintln!("ws-client: closed by the server: {} {}", closed.code, closed.reason);
+                    return ExitCode::FAILURE;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    eprintln!("ws-client: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+    }
+    if let Err(e) = ws.close(CloseCode::NORMAL, "") {
+        eprintln!("ws-client: close failed: {e}");
+        return ExitCode::FAILURE;
+    }
+    loop {
+        match ws.read() {
+            Ok(Incoming::Closed(_)) => return ExitCode::SUCCESS,
+            Ok(_) => {}
+            Err(e) => {
+                eprintln!("ws-client: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+}
