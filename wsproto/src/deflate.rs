@@ -269,6 +269,14 @@ fn compress_sync(compress: &mut Compress, input: &[u8], out: &mut Vec<u8>) {
     if out.len() >= start + TRAILER.len() && out.ends_with(&TRAILER) {
         out.truncate(out.len() - TRAILER.len());
     }
+    // zlib emits nothing for a sync flush right after another with no input in between (an
+    // empty message after a message). An empty payload would not do: the receiver appends the
+    // trailer and reads `00 00 ff ff` as the start of a stored block, then takes the next
+    // message as its length. An empty message is one empty stored block less the trailer: 0x00
+    // (RFC 7692 §7.2.3.6).
+    if out.len() == start {
+        out.push(0x00);
+    }
 }
 
 /// Compresses a message once, with a fresh context and this window, for every recipient
@@ -305,12 +313,12 @@ impl Inflater {
         let mut consumed = 0;
         loop {
             let (before_in, before_out) = (decompress.total_in(), decompress.total_out());
-            let status = decompress
-                .decompress(&input[consumed..], &mut scratch, FlushDecompress::Sync)
-                .map_err(|_| ProtocolError::InvalidCompressedData)?;
+            let result = decompress.decompress(&input[consumed..], &mut scratch, FlushDecompress::Sync);
             let took = (decompress.total_in() - before_in) as usize;
             consumed += took;
             let out = (decompress.total_out() - before_out) as usize;
+            // What inflated before a corruption is checked first (the counters include it), so
+            // that the error reported follows the byte order, whatever the reads were.
             if out > 0 {
                 *produced = produced.saturating_add(out);
                 if *produced > limit {
@@ -318,6 +326,7 @@ impl Inflater {
                 }
                 sink(&scratch[..out])?;
             }
+            let status = result.map_err(|_| ProtocolError::InvalidCompressedData)?;
             // A final block ends the stream: nothing may follow it within the message.
             if status == Status::StreamEnd && consumed < input.len() {
                 return Err(ProtocolError::InvalidCompressedData);
