@@ -2,7 +2,7 @@
 //! through our `Connection` and through tungstenite and fastwebsockets in the same run, plus the
 //! kernels (unmasking, UTF-8 validation) alone.
 //!
-//! `cargo bench -p wsproto-benches --bench codec` runs everything (about ten minutes) and, when
+//! `cargo bench -p wsproto-benches --bench codec` runs everything (about seven minutes) and, when
 //! run without a filter, rewrites the `codec` section of `benches/RESULTS.md` from criterion's
 //! estimates. `cargo bench -p wsproto-benches --bench codec -- decode/ours` runs a subset.
 

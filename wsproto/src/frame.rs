@@ -191,24 +191,27 @@ pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
             lane.copy_from_slice(&(u64::from_ne_bytes(bytes) ^ word).to_ne_bytes());
         }
     }
-    // Blocks and lanes are multiples of 4 bytes long, so what is left of each starts at key
-    // position 0: at most three lanes, at most one half lane, at most three bytes. (A plain
-    // loop, not an iterator: the compiler would vectorise it, which costs more than it saves
-    // for three iterations.)
-    let mut tail = blocks.into_remainder();
-    while tail.len() >= 8 {
-        let (lane, rest) = std::mem::take(&mut tail).split_at_mut(8);
+    // Every block is a multiple of 4 bytes long, so the tail starts at key position 0.
+    let tail = blocks.into_remainder();
+    if !tail.is_empty() {
+        mask_tail(tail, key, word);
+    }
+}
+
+/// The last 31 bytes or fewer of [`apply_mask`], from key position 0: whole lanes, a half
+/// lane, then at most three bytes. Out of line, so that the block loop above stays a small
+/// function for the payloads that are all blocks.
+#[inline(never)]
+fn mask_tail(tail: &mut [u8], key: [u8; 4], word: u64) {
+    let (lanes, tail) = tail.split_at_mut(tail.len() & !7);
+    for lane in lanes.chunks_exact_mut(8) {
         let mut bytes = [0u8; 8];
         bytes.copy_from_slice(lane);
         lane.copy_from_slice(&(u64::from_ne_bytes(bytes) ^ word).to_ne_bytes());
-        tail = rest;
     }
-    if tail.len() >= 4 {
-        let (half, rest) = std::mem::take(&mut tail).split_at_mut(4);
-        let mut bytes = [0u8; 4];
-        bytes.copy_from_slice(half);
-        half.copy_from_slice(&(u32::from_ne_bytes(bytes) ^ u32::from_ne_bytes(key)).to_ne_bytes());
-        tail = rest;
+    let (half, tail) = tail.split_at_mut(tail.len() & 4);
+    if let Ok(half) = <&mut [u8; 4]>::try_from(half) {
+        *half = (u32::from_ne_bytes(*half) ^ u32::from_ne_bytes(key)).to_ne_bytes();
     }
     for (byte, k) in tail.iter_mut().zip(key) {
         *byte ^= k;
