@@ -304,6 +304,8 @@ pub enum Op {
     Release,
     /// Leave events in the connection (`true`: a lazy application, which takes them only at a
     /// later step, with timers and commands in between) or take them after every call again.
+    /// Such runs leave the documented run loop: their own invariants are checked, but they are
+    /// not compared with other chunkings.
     Hold(bool),
 }
 
