@@ -78,7 +78,9 @@ pub enum ReceiveMode {
     Messages,
     /// Deliver payload bytes as they arrive as [`Event::Chunk`](crate::Event::Chunk), for
     /// messages larger than memory. Only `max_frame_size` and `max_fragments` apply; the
-    /// application bounds the message itself.
+    /// application bounds the message itself. A compressed message (permessage-deflate) comes
+    /// in chunks of at most [`MAX_INFLATED_CHUNK`](crate::MAX_INFLATED_CHUNK) inflated bytes,
+    /// each inflated only once the events before it were taken.
     Streaming,
 }
 

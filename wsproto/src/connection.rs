@@ -87,6 +87,23 @@ struct MessageInProgress {
     compressed: bool,
     /// Compressed messages: the inflated size so far.
     inflated: usize,
+    /// Streaming mode: the last inflation stopped because its chunk was full.
+    inflater_full: bool,
+}
+
+/// Streaming mode: the most inflated bytes one [`Event::Chunk`] of a compressed message
+/// carries (permessage-deflate).
+pub const MAX_INFLATED_CHUNK: usize = 32 << 10;
+
+/// Received bytes not yet processed because inflated data waits to be taken (see
+/// `Connection::inflated_waiting`).
+#[derive(Debug, Default)]
+struct HeldInput {
+    bytes: Vec<u8>,
+    /// How much of `bytes` has been processed.
+    start: usize,
+    /// The transport's end of file arrived behind these bytes.
+    eof: bool,
 }
 
 /// How the peer ended the connection, waiting for the events before it to be taken.
@@ -219,6 +236,12 @@ pub struct Connection {
     compression: Option<Compression>,
     /// Unmasked compressed payload on its way to the inflater.
     compressed_scratch: Vec<u8>,
+    /// An event carrying inflated data waits to be taken. A few compressed bytes can stand for
+    /// megabytes, so input is processed no further until the application has taken it: what
+    /// one read costs in memory is then one message (streaming mode: one chunk), not every
+    /// message the read holds.
+    inflated_waiting: bool,
+    held: HeldInput,
 
     out: OutQueue,
     sending_fragmented: Option<MessageKind>,
@@ -300,6 +323,8 @@ impl Connection {
             control: Vec::new(),
             compression: None,
             compressed_scratch: Vec::new(),
+            inflated_waiting: false,
+            held: HeldInput::default(),
             out: OutQueue::default(),
             sending_fragmented: None,
             send_utf8: Utf8Validator::new(),
@@ -361,9 +386,10 @@ impl Connection {
     }
 
     /// Whether the adapter should read from the transport now. False while a server waits for
-    /// the application to answer a request, and once the transport should close.
+    /// the application to answer a request, while inflated data waits to be taken (take the
+    /// events first), and once the transport should close.
     pub fn wants_read(&self) -> bool {
-        !self.close_transport && !matches!(self.state, State::RequestPending { .. })
+        !self.close_transport && !self.inflated_waiting && !matches!(self.state, State::RequestPending { .. })
     }
 
     /// Whether the transport should be closed once the outgoing queue is drained: the
@@ -379,6 +405,12 @@ impl Connection {
     pub fn poll_event(&mut self) -> Option<Event> {
         if let Some(event) = self.events.pop_front() {
             return Some(event);
+        }
+        if self.inflated_waiting {
+            self.resume_held_input();
+            if let Some(event) = self.events.pop_front() {
+                return Some(event);
+            }
         }
         // The events before the ending are taken, and whatever the application sent in answer
         // to them is queued: now the close frame may follow.
@@ -442,15 +474,26 @@ impl Connection {
             }
             State::Open | State::Closing => {
                 self.note_activity();
-                self.receive_frames(data);
+                if self.inflated_waiting {
+                    self.held.bytes.extend_from_slice(data);
+                } else {
+                    self.receive_frames(data);
+                }
             }
             State::Closed => {}
         }
     }
 
     /// Tells the connection the transport reached end of file: the peer will send nothing more.
+    /// Input still held behind inflated data (see [`wants_read`](Self::wants_read)) is processed
+    /// first: the end of file then takes effect as the events are taken.
     pub fn receive_eof(&mut self, now: Instant) {
         self.now = self.now.max(now);
+        if self.inflated_waiting && self.held.start < self.held.bytes.len() {
+            // Whatever the peer sent before its end of file is processed first.
+            self.held.eof = true;
+            return;
+        }
         if let Some(ending) = self.ending.take() {
             self.apply_ending(ending);
         }
@@ -863,13 +906,55 @@ impl Connection {
         }
     }
 
-    fn receive_frames(&mut self, mut input: &[u8]) {
-        while !input.is_empty() && matches!(self.state, State::Open | State::Closing) && self.ending.is_none() {
+    /// Processes received frame bytes; what is left when inflated data must first be taken
+    /// is held for [`resume_held_input`](Self::resume_held_input).
+    fn receive_frames(&mut self, input: &[u8]) {
+        let rest = self.process_frames(input);
+        if self.inflated_waiting && !rest.is_empty() {
+            self.held.bytes.extend_from_slice(rest);
+        }
+    }
+
+    /// Processes frames until the input is used up, the connection ends or inflated data waits
+    /// to be taken; answers the input left.
+    fn process_frames<'a>(&mut self, mut input: &'a [u8]) -> &'a [u8] {
+        while !input.is_empty()
+            && matches!(self.state, State::Open | State::Closing)
+            && self.ending.is_none()
+            && !self.inflated_waiting
+        {
             let step = if self.frame.is_some() { self.receive_payload(input) } else { self.receive_header(input) };
             match step {
                 Ok(consumed) => input = &input[consumed..],
-                Err(error) => return self.fail(error),
+                Err(error) => {
+                    self.fail(error);
+                    return &[];
+                }
             }
+        }
+        if matches!(self.state, State::Open | State::Closing) && self.ending.is_none() {
+            input
+        } else {
+            &[]
+        }
+    }
+
+    /// The application took every event: go on with the input held behind inflated data.
+    fn resume_held_input(&mut self) {
+        self.inflated_waiting = false;
+        if let Err(error) = self.drain_inflater() {
+            return self.fail(error);
+        }
+        if self.inflated_waiting {
+            return;
+        }
+        let mut held = std::mem::take(&mut self.held);
+        let left = self.process_frames(&held.bytes[held.start..]).len();
+        if self.inflated_waiting && left > 0 {
+            held.start = held.bytes.len() - left;
+            self.held = held;
+        } else if held.eof {
+            self.receive_eof(self.now);
         }
     }
 
@@ -957,6 +1042,7 @@ impl Connection {
                         reported: false,
                         compressed,
                         inflated: 0,
+                        inflater_full: false,
                     });
                 }
             }
@@ -984,6 +1070,9 @@ impl Connection {
         let Some(frame) = self.frame.as_mut() else { return Ok(0) };
         let take = usize::try_from(frame.remaining).map_or(input.len(), |r| r.min(input.len()));
         let chunk = &input[..take];
+        if !frame.opcode.is_control() && self.message.as_ref().is_some_and(|m| m.compressed) {
+            return self.receive_compressed_payload(chunk);
+        }
         let offset = frame.received;
         frame.received += take;
         frame.remaining -= take as u64;
@@ -998,28 +1087,6 @@ impl Connection {
             }
         } else if let Some(message) = self.message.as_mut() {
             message.len += take;
-            if message.compressed {
-                let compression = self.compression.as_mut().ok_or(ProtocolError::ReservedBits(0b100))?;
-                let scratch = &mut self.compressed_scratch;
-                scratch.clear();
-                scratch.extend_from_slice(chunk);
-                if let Some(key) = mask {
-                    apply_mask(scratch, key, offset);
-                }
-                let streaming = self.config.receive_mode == ReceiveMode::Streaming;
-                let limit = if streaming { usize::MAX } else { self.config.max_message_size };
-                let mut streamed = Vec::new();
-                let out = if streaming { &mut streamed } else { &mut message.buf };
-                let utf8 = (message.kind == MessageKind::Text).then_some(&mut message.utf8);
-                compression.inflate(scratch, &mut message.inflated, limit, &mut text_sink(out, utf8))?;
-                if streaming && !streamed.is_empty() {
-                    let first = !message.reported;
-                    message.reported = true;
-                    self.events.push_back(Event::Chunk { kind: message.kind, data: streamed, first, last: false });
-                }
-                // The trailer and the last chunk come with the end of the message.
-                return self.finish_payload(done, take);
-            }
             match self.config.receive_mode {
                 ReceiveMode::Messages => {
                     let start = message.buf.len();
@@ -1051,6 +1118,63 @@ impl Connection {
             }
         }
         self.finish_payload(done, take)
+    }
+
+    /// Inflates payload bytes of a compressed message (RFC 7692 §7.2.2); answers how many it
+    /// took, which in streaming mode may be fewer than offered (see [`Self::inflate`]).
+    fn receive_compressed_payload(&mut self, chunk: &[u8]) -> Result<usize, ProtocolError> {
+        let Some(frame) = self.frame.as_mut() else { return Ok(0) };
+        let mut scratch = std::mem::take(&mut self.compressed_scratch);
+        scratch.clear();
+        scratch.extend_from_slice(chunk);
+        if let Some(key) = frame.mask {
+            apply_mask(&mut scratch, key, frame.received);
+        }
+        let took = self.inflate(&scratch);
+        self.compressed_scratch = scratch;
+        let took = took?;
+        let Some(frame) = self.frame.as_mut() else { return Ok(took) };
+        frame.received += took;
+        frame.remaining -= took as u64;
+        let done = frame.remaining == 0;
+        // The trailer and the last chunk come with the end of the message.
+        self.finish_payload(done, took)
+    }
+
+    /// Feeds unmasked compressed bytes of the message in progress to the inflater; answers how
+    /// many it took. Messages mode inflates into the message, checked against
+    /// `max_message_size`. Streaming mode reports what comes out as a chunk and stops once
+    /// `MAX_INFLATED_CHUNK` bytes are out; the inflater may then hold more output (it reads
+    /// input ahead), which [`drain_inflater`](Self::drain_inflater) delivers once the chunk
+    /// was taken.
+    fn inflate(&mut self, input: &[u8]) -> Result<usize, ProtocolError> {
+        let Some(message) = self.message.as_mut() else { return Ok(0) };
+        let compression = self.compression.as_mut().ok_or(ProtocolError::ReservedBits(0b100))?;
+        let streaming = self.config.receive_mode == ReceiveMode::Streaming;
+        let (limit, max_output) =
+            if streaming { (usize::MAX, MAX_INFLATED_CHUNK) } else { (self.config.max_message_size, usize::MAX) };
+        let mut streamed = Vec::new();
+        let out = if streaming { &mut streamed } else { &mut message.buf };
+        let utf8 = (message.kind == MessageKind::Text).then_some(&mut message.utf8);
+        let took = compression.inflate(input, &mut message.inflated, limit, max_output, &mut text_sink(out, utf8))?;
+        message.len += took;
+        message.inflater_full = streamed.len() == max_output;
+        if !streamed.is_empty() {
+            let first = !message.reported;
+            message.reported = true;
+            self.events.push_back(Event::Chunk { kind: message.kind, data: streamed, first, last: false });
+            self.inflated_waiting = true;
+        }
+        Ok(took)
+    }
+
+    /// Streaming mode: the output the inflater still holds from input already taken, as the
+    /// next chunk, before any further input.
+    fn drain_inflater(&mut self) -> Result<(), ProtocolError> {
+        if self.message.as_ref().is_some_and(|m| m.compressed && m.inflater_full) {
+            self.inflate(&[])?;
+        }
+        Ok(())
     }
 
     fn finish_payload(&mut self, done: bool, take: usize) -> Result<usize, ProtocolError> {
@@ -1102,6 +1226,7 @@ impl Connection {
         if message.kind == MessageKind::Text && !message.utf8.is_complete() {
             return Err(ProtocolError::InvalidUtf8);
         }
+        self.inflated_waiting |= message.compressed;
         match self.config.receive_mode {
             ReceiveMode::Messages => {
                 let message = match message.kind {
@@ -1189,6 +1314,7 @@ impl Connection {
         self.message = None;
         self.control = Vec::new();
         self.handshake_buf = Vec::new();
+        self.held = HeldInput::default();
         self.events.push_back(Event::Closed(Closed { code, reason, clean, cause }));
     }
 }

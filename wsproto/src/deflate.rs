@@ -12,7 +12,11 @@
 //! mostly idle connections, or for messages that are already compressed (images, video).
 //!
 //! Inflation is bounded: a message's inflated size is checked against `max_message_size` as
-//! it grows, in 32 KiB steps, so a small frame cannot expand into gigabytes.
+//! it grows, in 32 KiB steps, so a small frame cannot expand into gigabytes (close 1009). And a
+//! read is inflated only as the application takes what came out: once a compressed message (in
+//! streaming mode, a chunk of at most 32 KiB) is waiting as an event, the connection processes
+//! no further input until that event is taken, so many small compressed frames in one read never
+//! inflate all at once.
 
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 
@@ -301,22 +305,30 @@ impl Inflater {
 
     /// Inflates the next piece of a compressed message, calling `sink` with each piece of
     /// output; `produced` is what the message has inflated to so far, `limit` its maximum.
+    ///
+    /// Stops once this call has produced `max_output` bytes, so that a few compressed bytes
+    /// can be inflated in steps; answers how much of `input` it consumed, which is all of it
+    /// unless `max_output` bytes came out.
     pub(crate) fn inflate(
         &mut self,
         input: &[u8],
         produced: &mut usize,
         limit: usize,
+        max_output: usize,
         sink: &mut dyn FnMut(&[u8]) -> Result<(), ProtocolError>,
-    ) -> Result<(), ProtocolError> {
+    ) -> Result<usize, ProtocolError> {
         let decompress = self.decompress.get_or_insert_with(|| Decompress::new_with_window_bits(false, 15));
         let mut scratch = [0u8; 32 << 10];
         let mut consumed = 0;
+        let mut output = 0;
         loop {
+            let room = scratch.len().min(max_output - output);
             let (before_in, before_out) = (decompress.total_in(), decompress.total_out());
-            let result = decompress.decompress(&input[consumed..], &mut scratch, FlushDecompress::Sync);
+            let result = decompress.decompress(&input[consumed..], &mut scratch[..room], FlushDecompress::Sync);
             let took = (decompress.total_in() - before_in) as usize;
             consumed += took;
             let out = (decompress.total_out() - before_out) as usize;
+            output += out;
             // What inflated before a corruption is checked first (the counters include it), so
             // that the error reported follows the byte order, whatever the reads were.
             if out > 0 {
@@ -331,8 +343,11 @@ impl Inflater {
             if status == Status::StreamEnd && consumed < input.len() {
                 return Err(ProtocolError::InvalidCompressedData);
             }
-            if out < scratch.len() && consumed == input.len() {
-                return Ok(());
+            if out < room && consumed == input.len() {
+                return Ok(consumed);
+            }
+            if output == max_output {
+                return Ok(consumed);
             }
             if out == 0 && took == 0 {
                 return Err(ProtocolError::InvalidCompressedData);
@@ -347,7 +362,7 @@ impl Inflater {
         limit: usize,
         sink: &mut dyn FnMut(&[u8]) -> Result<(), ProtocolError>,
     ) -> Result<(), ProtocolError> {
-        self.inflate(&TRAILER, produced, limit, sink)?;
+        self.inflate(&TRAILER, produced, limit, usize::MAX, sink)?;
         if self.reset_after_message {
             if let Some(decompress) = self.decompress.as_mut() {
                 decompress.reset(false);
@@ -449,9 +464,10 @@ impl Session {
         input: &[u8],
         produced: &mut usize,
         limit: usize,
+        max_output: usize,
         sink: &mut dyn FnMut(&[u8]) -> Result<(), ProtocolError>,
-    ) -> Result<(), ProtocolError> {
-        self.inflater.inflate(input, produced, limit, sink)
+    ) -> Result<usize, ProtocolError> {
+        self.inflater.inflate(input, produced, limit, max_output, sink)
     }
 
     pub(crate) fn finish_message(
@@ -479,7 +495,7 @@ mod tests {
     fn inflate_all(inflater: &mut Inflater, data: &[u8], limit: usize) -> Result<Vec<u8>, ProtocolError> {
         let mut out = Vec::new();
         let mut produced = 0;
-        inflater.inflate(data, &mut produced, limit, &mut |p| {
+        inflater.inflate(data, &mut produced, limit, usize::MAX, &mut |p| {
             out.extend_from_slice(p);
             Ok(())
         })?;
@@ -524,12 +540,42 @@ mod tests {
         let mut produced = 0;
         let mut inflater = Inflater::new(false);
         let mut kept = 0usize;
-        let result = inflater.inflate(&bomb, &mut produced, 1 << 20, &mut |p| {
+        let result = inflater.inflate(&bomb, &mut produced, 1 << 20, usize::MAX, &mut |p| {
             kept += p.len();
             Ok(())
         });
         assert_eq!(result, Err(ProtocolError::MessageTooLarge { max: 1 << 20 }));
         assert!(kept <= 1 << 20 && produced <= (1 << 20) + (32 << 10));
+    }
+
+    #[test]
+    fn inflation_in_steps_gives_the_same_bytes() {
+        let text: Vec<u8> = (0..200_000u32).flat_map(|i| (i % 251).to_le_bytes()).collect();
+        let compressed = compress_standalone(&text, 15, 6);
+        let mut inflater = Inflater::new(false);
+        let (mut produced, mut out, mut input) = (0, Vec::new(), &compressed[..]);
+        let mut steps = 0;
+        while !input.is_empty() {
+            let before = out.len();
+            let took = inflater
+                .inflate(input, &mut produced, usize::MAX, 10_000, &mut |p| {
+                    out.extend_from_slice(p);
+                    Ok(())
+                })
+                .unwrap();
+            assert!(out.len() - before <= 10_000);
+            assert!(took == input.len() || out.len() - before == 10_000, "stopped early without output");
+            input = &input[took..];
+            steps += 1;
+        }
+        inflater
+            .finish_message(&mut produced, usize::MAX, &mut |p| {
+                out.extend_from_slice(p);
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(out, text);
+        assert!(steps >= text.len() / 10_000, "{steps} steps");
     }
 
     #[test]

@@ -38,8 +38,9 @@ impl Session {
         _input: &[u8],
         _produced: &mut usize,
         _limit: usize,
+        _max_output: usize,
         _sink: &mut dyn FnMut(&[u8]) -> Result<(), ProtocolError>,
-    ) -> Result<(), ProtocolError> {
+    ) -> Result<usize, ProtocolError> {
         match *self {}
     }
 

@@ -84,7 +84,7 @@ pub mod utf8;
 
 pub use close::{CloseCode, MAX_CLOSE_REASON};
 pub use config::{Config, KeepAlive, OriginPolicy, ReceiveMode, SubprotocolPolicy};
-pub use connection::{Connection, ConnectionState, PreparedFrame, Role};
+pub use connection::{Connection, ConnectionState, PreparedFrame, Role, MAX_INFLATED_CHUNK};
 pub use error::{HandshakeError, ProtocolError, SendError};
 pub use event::{CloseCause, Closed, Event, Message, MessageKind};
 pub use frame::HeaderError;
