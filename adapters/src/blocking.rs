@@ -497,6 +497,13 @@ impl<S: Transport> WebSocket<S> {
         self.flush()
     }
 
+    /// Sends a message without compressing it (see
+    /// [`Connection::send_uncompressed`](wsproto::Connection::send_uncompressed)) and writes it out.
+    pub fn send_uncompressed(&mut self, message: Message) -> Result<(), Error> {
+        self.conn.send_uncompressed(message)?;
+        self.flush()
+    }
+
     /// Sends a text message and writes it out.
     pub fn send_text(&mut self, text: &str) -> Result<(), Error> {
         self.conn.send_text(text)?;

@@ -312,6 +312,12 @@ impl Context {
         self.with_connection(id, |conn| conn.send(message))
     }
 
+    /// Sends a message to one connection without compressing it (see
+    /// [`Connection::send_uncompressed`](wsproto::Connection::send_uncompressed)).
+    pub fn send_uncompressed(&mut self, id: ConnId, message: Message) -> Result<(), SendError> {
+        self.with_connection(id, |conn| conn.send_uncompressed(message))
+    }
+
     /// Sends a text message to one connection.
     pub fn send_text(&mut self, id: ConnId, text: &str) -> Result<(), SendError> {
         self.with_connection(id, |conn| conn.send_text(text))

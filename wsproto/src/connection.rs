@@ -202,7 +202,7 @@ impl PreparedFrame {
 ///   [`receive_eof`](Self::receive_eof), [`handle_timeout`](Self::handle_timeout);
 /// - application commands: [`accept`](Self::accept), [`respond`](Self::respond),
 ///   [`send_text`](Self::send_text), [`send_binary`](Self::send_binary), [`send`](Self::send),
-///   [`send_fragment`](Self::send_fragment), [`send_prepared`](Self::send_prepared),
+///   [`send_uncompressed`](Self::send_uncompressed), [`send_fragment`](Self::send_fragment), [`send_prepared`](Self::send_prepared),
 ///   [`ping`](Self::ping), [`pong`](Self::pong), [`close`](Self::close);
 /// - outputs, to drain after every input or command: [`poll_event`](Self::poll_event),
 ///   [`outgoing`](Self::outgoing) with [`advance_outgoing`](Self::advance_outgoing),
@@ -603,14 +603,28 @@ impl Connection {
     /// Sends a message in one frame, taking its buffer: a large unmasked payload is queued
     /// without a copy.
     pub fn send(&mut self, message: Message) -> Result<(), SendError> {
+        self.send_message(message, true)
+    }
+
+    /// Sends a message in one frame without compressing it, whatever permessage-deflate
+    /// agreed (RFC 7692 compresses message by message): for payloads that deflate cannot
+    /// shrink, such as images, video or archives, where compressing only costs CPU. Without
+    /// the extension it is [`send`](Self::send).
+    pub fn send_uncompressed(&mut self, message: Message) -> Result<(), SendError> {
+        self.send_message(message, false)
+    }
+
+    fn send_message(&mut self, message: Message, compress: bool) -> Result<(), SendError> {
         let (opcode, payload) = match message {
             Message::Text(text) => (OpCode::Text, text.into_bytes()),
             Message::Binary(data) => (OpCode::Binary, data),
         };
         self.check_data_send(payload.len())?;
-        if let Some(compressed) = self.compress_whole_message(opcode, true, &payload) {
-            self.queue_compressed(opcode, compressed);
-            return Ok(());
+        if compress {
+            if let Some(compressed) = self.compress_whole_message(opcode, true, &payload) {
+                self.queue_compressed(opcode, compressed);
+                return Ok(());
+            }
         }
         let header = self.data_header(opcode, true, payload.len());
         self.out.push_frame_owned(&header, payload);

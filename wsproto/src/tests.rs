@@ -1007,6 +1007,26 @@ mod deflate {
     }
 
     #[test]
+    fn a_message_sent_uncompressed_leaves_the_context_in_step() {
+        // With context takeover, a message skipped by the compressor must not enter its
+        // context either: the next compressed message still inflates at the peer.
+        let mut pair = pair(DeflateConfig::default(), DeflateConfig::default());
+        let text = "a line that the next message repeats, a line that the next message repeats";
+        pair.server.send_text(text).unwrap();
+        pair.server.send_uncompressed(Message::Text(text.to_owned())).unwrap();
+        let out = drain_output(&mut pair.server);
+        let (first, len) = FrameHeader::parse(&out).unwrap().unwrap();
+        let (second, _) = FrameHeader::parse(&out[len + first.payload_len as usize..]).unwrap().unwrap();
+        assert_eq!((first.rsv, second.rsv), (0b100, 0));
+        assert_eq!(second.payload_len as usize, text.len());
+        pair.client.receive(pair.now, &out);
+        pair.server.send_text(text).unwrap();
+        let out = drain_output(&mut pair.server);
+        pair.client.receive(pair.now, &out);
+        assert_eq!(drain_events(&mut pair.client), vec![super::text(text); 3]);
+    }
+
+    #[test]
     fn rfc_7692_hello_frames_decode_with_and_without_context_takeover() {
         // §7.2.3.1 and §7.2.3.2: "Hello" twice with the context kept, as a server sends them.
         let mut pair = pair(DeflateConfig::default(), DeflateConfig::default());
