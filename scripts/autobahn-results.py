@@ -66,7 +66,7 @@ def main(argv):
             print(f"  expected: {want.get(case, case + ' (not expected)')}")
             print(f"  got:      {got.get(case, case + ' (not run)')}")
     print(f"autobahn: results differ from {expected_file}; if the change is intended, "
-          f"run scripts/autobahn.sh --update (with --full for every case)")
+          f"run scripts/autobahn.sh --update (check the reports first)")
     return 1
 
 
