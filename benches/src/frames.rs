@@ -36,6 +36,12 @@ impl Kind {
 
 /// A payload of `len` bytes: ASCII for text, pseudo-random for binary; the same every call.
 pub fn payload(kind: Kind, len: usize) -> Vec<u8> {
+    payload_variant(kind, len, 0)
+}
+
+/// [`payload`]'s `variant`th version: other pseudo-random bytes for binary (variant 0 is
+/// [`payload`]'s), the same text.
+pub fn payload_variant(kind: Kind, len: usize, variant: u64) -> Vec<u8> {
     match kind {
         Kind::Text => {
             const LINE: &[u8] =
@@ -43,7 +49,7 @@ pub fn payload(kind: Kind, len: usize) -> Vec<u8> {
             LINE.iter().copied().cycle().take(len).collect()
         }
         Kind::Binary => {
-            let mut state = 0x9E37_79B9_7F4A_7C15u64;
+            let mut state = 0x9E37_79B9_7F4A_7C15u64 ^ variant.wrapping_mul(0xD1B5_4A32_D192_ED03);
             (0..len)
                 .map(|_| {
                     state ^= state << 13;
@@ -129,12 +135,22 @@ pub fn encode_message(out: &mut Vec<u8>, kind: Kind, payload: &[u8], fragments: 
 
 /// The opening handshake request every load client sends (RFC 6455 §1.3's example key).
 pub fn upgrade_request(host: &str) -> Vec<u8> {
+    upgrade_request_with(host, None)
+}
+
+/// [`upgrade_request`] with a `Sec-WebSocket-Extensions` header, e.g. [`DEFLATE_OFFER`].
+pub fn upgrade_request_with(host: &str, extensions: Option<&str>) -> Vec<u8> {
+    let extensions = extensions.map_or_else(String::new, |e| format!("Sec-WebSocket-Extensions: {e}\r\n"));
     format!(
         "GET / HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extensions}\r\n"
     )
     .into_bytes()
 }
+
+/// The permessage-deflate offer of the compressed load clients: no parameters, i.e. context
+/// takeover both ways and 15-bit windows, what browsers get (RFC 7692 §7.1).
+pub const DEFLATE_OFFER: &str = "permessage-deflate";
 
 /// The `Sec-WebSocket-Accept` value for [`upgrade_request`]'s key (RFC 6455 §1.3).
 pub const EXPECTED_ACCEPT: &[u8] = b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";

@@ -2,14 +2,32 @@
 //!
 //! # What it costs
 //!
-//! A connection that negotiated the extension holds, once it has compressed or inflated a
-//! message, a deflate state of about `2^(w+2) + 128 KiB` bytes for its own window of `w` bits
-//! (about 256 KiB at the default 15 bits, 130 KiB at 9) and an inflate state of about
-//! `2^15 + 7 KiB` (the inflater always keeps a full window, which decodes any peer's smaller
-//! one). Both are allocated on first use. With context takeover they live as long as the
-//! connection; that is the price of the better ratio on similar messages. Turn the extension
-//! off (or ask for `server_no_context_takeover` and a small window) for servers with many
-//! mostly idle connections, or for messages that are already compressed (images, video).
+//! Memory, per connection, each side's state created on first use (measured with this crate's
+//! zlib-rs backend: `benches/RESULTS.md`, "permessage-deflate: throughput and memory", server
+//! RSS over 1000 connections):
+//!
+//! - agreeing on the extension costs nothing until a message is compressed or inflated;
+//! - the inflater keeps a full 32 KiB window whatever the peer's window bits (that decodes any
+//!   smaller one) plus about 7 KiB of tables: about 18 KB resident after a first small message,
+//!   up to about 40 KB once its window has filled;
+//! - the compressor allocates about `2^(w+2) + 240 KiB` for a window of `w` bits and touches
+//!   most of it at once (window, hash chain and a 128 KiB hash head that does not shrink with
+//!   the window): about 320 KB resident after the first compressed message at the default 15
+//!   bits, about 190 KB at 9.
+//!
+//! So a connection that has compressed in both directions holds 340-370 KB, against about
+//! 2.4 KB idle without compression. Both states live as long as the connection, with or
+//! without context takeover (without it they are reset after each message, not freed).
+//! Context takeover is what buys the better ratio on similar messages.
+//!
+//! CPU: on loopback a 1 KiB text echo costs about 3 times the server CPU with compression, and
+//! a 16 KiB message that deflate cannot shrink about 30 times. Turn the extension off
+//! (`Config::deflate = None`) for servers with many connections that are mostly idle but send
+//! now and then, for payloads that are already compressed (images, video, archives; or send
+//! those with [`Connection::send_uncompressed`](crate::Connection::send_uncompressed)), and for
+//! CPU-bound servers on fast networks. It pays for text on slow or metered links. A small
+//! window (`server_max_window_bits`) saves only about a third of the compressor's memory and
+//! costs both CPU and ratio.
 //!
 //! Inflation is bounded: a message's inflated size is checked against `max_message_size` as
 //! it grows, in 32 KiB steps, so a small frame cannot expand into gigabytes (close 1009). And a

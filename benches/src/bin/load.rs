@@ -7,6 +7,9 @@
 //! cargo run --release -p wsproto-benches --bin load -- --smoke             # CI: a second or two, exits non-zero on failure
 //! load --reps 5 --measure-ms 2000 --only echo,broadcast --no-write         # options
 //! ```
+//!
+//! The `load` section of `RESULTS.md` (and the chart) is rewritten only by a run of all its
+//! groups; the `deflate` section by any run of the `deflate` group.
 
 use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Write};
@@ -15,7 +18,7 @@ use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use wsproto_benches::client::{self, EchoSpec, Measured, Phases, Target};
+use wsproto_benches::client::{self, EchoSpec, Exchange, Measured, Phases, Target, Wire};
 use wsproto_benches::codec::size_label;
 use wsproto_benches::frames::Kind;
 use wsproto_benches::procfs;
@@ -74,7 +77,10 @@ impl Options {
 }
 
 const USAGE: &str = "usage: load [--smoke] [--reps N] [--warmup-ms MS] [--measure-ms MS] \
-[--only echo,pipelined,broadcast,idle,handshakes] [--no-write] [--no-pin]";
+[--only echo,pipelined,broadcast,idle,handshakes,deflate] [--no-write] [--no-pin]";
+
+/// The groups whose tables make up the `load` section.
+const LOAD_GROUPS: [&str; 5] = ["echo", "pipelined", "broadcast", "handshakes", "idle"];
 
 fn ms(value: &str) -> Result<Duration, String> {
     value.parse().map(Duration::from_millis).map_err(|e| format!("{value}: {e}"))
@@ -148,11 +154,16 @@ fn serve(args: &[String]) -> ExitCode {
     }
 }
 
-/// `load probe SERVER CONNS SIZE text|binary DEPTH SECONDS`: one echo workload against one
-/// server, for diagnosis (e.g. under `perf record -p`). SERVER is a server kind (spawned and
-/// pinned here) or `ws://ADDR` / `raw://ADDR` for a server already running.
+/// `load probe SERVER CONNS SIZE text|binary DEPTH SECONDS [deflate]`: one echo workload
+/// against one server, for diagnosis (e.g. under `perf record -p`). SERVER is a server kind
+/// (spawned and pinned here) or `ws://ADDR` / `raw://ADDR` for a server already running;
+/// `deflate` offers permessage-deflate and sends compressed messages.
 fn probe(args: &[String]) -> ExitCode {
-    let usage = "usage: load probe SERVER CONNS SIZE text|binary DEPTH SECONDS";
+    let usage = "usage: load probe SERVER CONNS SIZE text|binary DEPTH SECONDS [deflate]";
+    let (args, deflate) = match args {
+        [rest @ .., last] if last == "deflate" => (rest, true),
+        _ => (args, false),
+    };
     let [server, conns, size, kind, depth, secs] = args else {
         eprintln!("{usage}");
         return ExitCode::FAILURE;
@@ -164,7 +175,7 @@ fn probe(args: &[String]) -> ExitCode {
             "binary" => Kind::Binary,
             other => return Err(format!("{other}: text or binary")),
         };
-        let spec = EchoSpec { conns: parse(conns)?, kind, size: parse(size)?, depth: parse(depth)? };
+        let spec = EchoSpec { conns: parse(conns)?, kind, size: parse(size)?, depth: parse(depth)?, deflate };
         Ok((spec, secs.parse::<f64>().map_err(|e| e.to_string())?))
     })();
     let Ok((spec, secs)) = spec.map_err(|e| eprintln!("{e}\n{usage}")) else { return ExitCode::FAILURE };
@@ -190,8 +201,16 @@ fn probe(args: &[String]) -> ExitCode {
     match client::echo(&target, spec, phases) {
         Ok(m) => {
             let us = |q| m.hist.value_at_quantile(q) as f64 / 1e3;
+            let wire = m.wire.map_or(String::new(), |w| {
+                format!(
+                    "  wire {:.0} B out, {:.0} B back ({:.0}% compressed)",
+                    w.sent,
+                    w.received,
+                    100.0 * w.compressed
+                )
+            });
             println!(
-                "{} msg/s  p50 {:.0} µs  p99 {:.0} µs  server {}  client {:.0}%  errors {:?}",
+                "{} msg/s  p50 {:.0} µs  p99 {:.0} µs  server {}  client {:.0}%{wire}  errors {:?}",
                 report::rate(m.rate()),
                 us(0.5),
                 us(0.99),
@@ -220,9 +239,21 @@ enum Series {
     Fast,
     TokioTung,
     Tung,
+    /// Our echo server (the same process as `Ours`), the client offering permessage-deflate.
+    OursDeflate,
+    /// The same against a server set for memory (no context takeover, 9-bit window).
+    OursDeflateLean,
 }
 
-const SERIES: [Series; 5] = [Series::Ours, Series::Raw, Series::Fast, Series::TokioTung, Series::Tung];
+const SERIES: [Series; 7] = [
+    Series::Ours,
+    Series::Raw,
+    Series::Fast,
+    Series::TokioTung,
+    Series::Tung,
+    Series::OursDeflate,
+    Series::OursDeflateLean,
+];
 
 impl Series {
     fn name(self, broadcast: bool) -> &'static str {
@@ -233,6 +264,8 @@ impl Series {
             (Series::Fast, _) => "fastwebsockets",
             (Series::TokioTung, _) => "tokio-tungstenite",
             (Series::Tung, _) => "tungstenite (thread/conn)",
+            (Series::OursDeflate, _) => "ours+deflate",
+            (Series::OursDeflateLean, _) => "ours+deflate, lean server",
         }
     }
 
@@ -243,12 +276,20 @@ impl Series {
             Series::Fast => "fws",
             Series::TokioTung => "tokio-tung",
             Series::Tung => "tung",
+            Series::OursDeflate => "ours+deflate",
+            Series::OursDeflateLean => "ours+deflate-lean",
         }
+    }
+
+    /// The client offers permessage-deflate and compresses its messages.
+    fn deflate(self) -> bool {
+        matches!(self, Series::OursDeflate | Series::OursDeflateLean)
     }
 
     fn echo_server(self) -> ServerKind {
         match self {
-            Series::Ours => ServerKind::OursEcho,
+            Series::Ours | Series::OursDeflate => ServerKind::OursEcho,
+            Series::OursDeflateLean => ServerKind::OursEchoLean,
             Series::Raw => ServerKind::RawEcho,
             Series::Fast => ServerKind::FastwebsocketsEcho,
             Series::TokioTung => ServerKind::TokioTungsteniteEcho,
@@ -262,7 +303,7 @@ impl Series {
             Series::Raw => Some(ServerKind::RawBroadcast),
             Series::Fast => Some(ServerKind::FastwebsocketsBroadcast),
             Series::TokioTung => Some(ServerKind::TokioTungsteniteBroadcast),
-            Series::Tung => None,
+            Series::Tung | Series::OursDeflate | Series::OursDeflateLean => None,
         }
     }
 }
@@ -294,6 +335,17 @@ impl Cell {
             })
             .collect();
         report::median(&per_rep)
+    }
+
+    /// Wire bytes per message: medians over repetitions.
+    fn wire(&self, s: Series) -> Option<Wire> {
+        let wires: Vec<Wire> = self.ok(s).iter().filter_map(|m| m.wire).collect();
+        let median = |f: fn(&Wire) -> f64| report::median(&wires.iter().map(f).collect::<Vec<_>>());
+        Some(Wire {
+            sent: median(|w| w.sent)?,
+            received: median(|w| w.received)?,
+            compressed: median(|w| w.compressed)?,
+        })
     }
 
     fn ratio_text(&self, ours: Series, theirs: Series) -> String {
@@ -401,6 +453,9 @@ impl Cell {
 ///
 /// A sample that counted nothing without any error means the whole machine stalled for the
 /// window (seen on shared machines); outside the smoke test it is taken again, once.
+/// How many times a stalled sample is taken again.
+const STALL_RETAKES: usize = 3;
+
 fn interleave(
     label: String,
     series: &[Series],
@@ -411,7 +466,14 @@ fn interleave(
     for _ in 0..o.reps {
         for &s in series {
             let mut result = run(s);
-            if !o.smoke && matches!(&result, Ok(m) if m.count == 0 && m.errors.is_empty()) {
+            // A sample that counted nothing without any error: the whole machine stalled
+            // through the window (seen on this shared machine, in the smoke's short windows
+            // most of all). Taken again a few times; a server that really delivers nothing
+            // still fails every retake.
+            for _ in 0..STALL_RETAKES {
+                if !matches!(&result, Ok(m) if m.count == 0 && m.errors.is_empty()) {
+                    break;
+                }
                 eprintln!("  (a stalled sample of {}, taken again)", s.short());
                 result = run(s);
             }
@@ -430,17 +492,97 @@ struct Idle {
 }
 
 fn idle_memory(series: Series, conns: usize, pin: bool) -> Result<f64, String> {
-    let server = ServerProc::spawn(series.echo_server(), pin).map_err(|e| e.to_string())?;
+    memory_per_conn(series.echo_server(), conns, false, None, pin)
+}
+
+/// Server RSS growth per connection, in a fresh server process: `conns` connections opened
+/// (offering permessage-deflate if `deflate`), each doing `exchange` if given, then idle.
+fn memory_per_conn(
+    kind: ServerKind,
+    conns: usize,
+    deflate: bool,
+    exchange: Option<Exchange>,
+    pin: bool,
+) -> Result<f64, String> {
+    let server = ServerProc::spawn(kind, pin).map_err(|e| e.to_string())?;
     let target = server.target();
-    // Warm the server up (first connections allocate its shared buffers), then settle.
-    drop(client::idle(&target, 8).map_err(|e| e.to_string())?);
+    // Warm the server up (first connections, and first messages, allocate its shared
+    // buffers), then settle.
+    let warm = exchange.map(|e| Exchange { messages: 1, ..e });
+    drop(client::idle_after(&target, 8, deflate, warm).map_err(|e| e.to_string())?);
     std::thread::sleep(Duration::from_millis(300));
     let before = server.rss().ok_or("no RSS")?;
-    let open = client::idle(&target, conns).map_err(|e| e.to_string())?;
+    let open = client::idle_after(&target, conns, deflate, exchange).map_err(|e| e.to_string())?;
     std::thread::sleep(Duration::from_millis(500));
     let after = server.rss().ok_or("no RSS")?;
     drop(open);
     Ok((after as f64 - before as f64) / conns as f64)
+}
+
+/// Connections per memory measurement of compressed connections.
+const MEMORY_CONNS: usize = 1_000;
+
+/// One memory measurement of compressed connections.
+struct MemoryRow {
+    /// For the derived figures.
+    key: &'static str,
+    label: &'static str,
+    server: ServerKind,
+    deflate: bool,
+    exchange: Option<Exchange>,
+    /// The zlib states the server holds per connection by then.
+    holds: &'static str,
+}
+
+fn memory_rows() -> Vec<MemoryRow> {
+    let text = |size, messages| Some(Exchange { kind: Kind::Text, size, messages });
+    let row = |key, label, server, deflate, exchange, holds| MemoryRow { key, label, server, deflate, exchange, holds };
+    let (ours, lean) = (ServerKind::OursEcho, ServerKind::OursEchoLean);
+    vec![
+        row("plain-idle", "not offered; idle", ours, false, None, "none"),
+        row("plain-active", "not offered; one 1 KiB text echo, then idle", ours, false, text(1 << 10, 1), "none"),
+        row("idle", "agreed; no message yet", ours, true, None, "none yet (allocated on first use)"),
+        row(
+            "inflate",
+            "agreed; one compressed 20 B text in, echoed uncompressed (under 32 B), then idle",
+            ours,
+            true,
+            text(20, 1),
+            "inflater",
+        ),
+        row(
+            "active",
+            "agreed; one 1 KiB text each way, compressed, then idle",
+            ours,
+            true,
+            text(1 << 10, 1),
+            "inflater + compressor (15-bit window)",
+        ),
+        row(
+            "busy",
+            "agreed; 64 × 1 KiB text each way (64 KiB: windows filled), then idle",
+            ours,
+            true,
+            text(1 << 10, 64),
+            "inflater + compressor (15-bit window)",
+        ),
+        row(
+            "lean-active",
+            "agreed; one 1 KiB text each way, compressed, then idle",
+            lean,
+            true,
+            text(1 << 10, 1),
+            "inflater + compressor (9-bit window)",
+        ),
+        row(
+            "lean-busy",
+            "agreed; 64 × 1 KiB text each way (64 KiB), then idle",
+            lean,
+            true,
+            text(1 << 10, 64),
+            "inflater + compressor (9-bit window)",
+        ),
+    ]
 }
 
 fn main() -> ExitCode {
@@ -521,7 +663,7 @@ fn run(o: &Options, pin: bool) -> io::Result<bool> {
             if conns <= 10 && !o.smoke {
                 series.push(Series::Tung);
             }
-            let spec = EchoSpec { conns, kind, size, depth: 1 };
+            let spec = EchoSpec { conns, kind, size, depth: 1, deflate: false };
             let label = format!("{conns} × {} {}", size_label(size), kind.name());
             echo.push(interleave(label, &series, o, |s| client::echo(&start(s.echo_server())?, spec, phases)));
         }
@@ -537,7 +679,7 @@ fn run(o: &Options, pin: bool) -> io::Result<bool> {
             vec![(100, 20, Kind::Text, 16), (100, 20, Kind::Binary, 16), (100, 1 << 10, Kind::Binary, 16)]
         };
         for (conns, size, kind, depth) in cells {
-            let spec = EchoSpec { conns, kind, size, depth };
+            let spec = EchoSpec { conns, kind, size, depth, deflate: false };
             let label = format!("{conns} × {} {} ×{depth}", size_label(size), kind.name());
             pipelined.push(interleave(label, echo_series, o, |s| client::echo(&start(s.echo_server())?, spec, phases)));
         }
@@ -572,6 +714,36 @@ fn run(o: &Options, pin: bool) -> io::Result<bool> {
         handshakes
             .push(interleave(label, &series, o, |s| client::handshakes(&start(s.echo_server())?, parallel, phases)));
     }
+
+    // permessage-deflate echo: our echo server, the client offering compression or not, in
+    // the same repetitions, with the raw ceiling.
+    let mut deflate = Vec::new();
+    let mut deflate_errors = Vec::new();
+    if o.wants("deflate") {
+        eprintln!("permessage-deflate echo, one message in flight per connection:");
+        let cells: Vec<(usize, usize, Kind)> = if o.smoke {
+            vec![(4, 1 << 10, Kind::Text)]
+        } else {
+            vec![(100, 1 << 10, Kind::Text), (100, 16 << 10, Kind::Text), (100, 16 << 10, Kind::Binary)]
+        };
+        let series = [Series::Ours, Series::OursDeflate, Series::OursDeflateLean, Series::Raw];
+        for (conns, size, kind) in cells {
+            let spec = EchoSpec { conns, kind, size, depth: 1, deflate: false };
+            let label = format!("{conns} × {} {}", size_label(size), kind.name());
+            deflate.push(interleave(label, &series, o, |s| {
+                client::echo(&start(s.echo_server())?, EchoSpec { deflate: s.deflate(), ..spec }, phases)
+            }));
+        }
+        if o.smoke {
+            // The memory workload's exchange, small: a few compressed messages each way.
+            let exchange = Exchange { kind: Kind::Text, size: 1 << 10, messages: 3 };
+            for kind in [ServerKind::OursEcho, ServerKind::OursEchoLean] {
+                if let Err(e) = client::idle_after(&start(kind)?, 4, true, Some(exchange)) {
+                    deflate_errors.push(format!("deflate exchange / {}: {e}", kind.id()));
+                }
+            }
+        }
+    }
     drop(servers);
 
     // Idle memory: a fresh server process per measurement.
@@ -593,8 +765,31 @@ fn run(o: &Options, pin: bool) -> io::Result<bool> {
         }
     }
 
-    let mut errors: Vec<String> =
-        echo.iter().chain(&pipelined).chain(&broadcast).chain(&handshakes).flat_map(Cell::errors).collect();
+    // The memory of a compressed connection: a fresh server process per measurement.
+    let mut memory = Vec::new();
+    if o.wants("deflate") && !o.smoke {
+        eprintln!("memory of compressed connections ({MEMORY_CONNS} each):");
+        for row in memory_rows() {
+            let result = memory_per_conn(row.server, MEMORY_CONNS, row.deflate, row.exchange, pin);
+            eprintln!("  {:<60} {:?}", row.label, result);
+            memory.push((row, result));
+        }
+    }
+
+    let mut errors: Vec<String> = echo
+        .iter()
+        .chain(&pipelined)
+        .chain(&broadcast)
+        .chain(&handshakes)
+        .chain(&deflate)
+        .flat_map(Cell::errors)
+        .chain(deflate_errors)
+        .collect();
+    for (row, result) in &memory {
+        if let Err(e) = result {
+            errors.push(format!("memory / {}: {e}", row.label));
+        }
+    }
     for i in &idle {
         for (s, r) in &i.per_conn {
             if let Err(e) = r {
@@ -611,13 +806,32 @@ fn run(o: &Options, pin: bool) -> io::Result<bool> {
         }
     }
     if o.write {
-        let results = Results { echo, pipelined, broadcast, handshakes, idle, errors: errors.clone(), elapsed, pin, o };
-        let markdown = results.markdown();
+        let results = Results {
+            echo,
+            pipelined,
+            broadcast,
+            handshakes,
+            idle,
+            deflate,
+            memory,
+            errors: errors.clone(),
+            elapsed,
+            pin,
+            o,
+        };
         let path = report::results_path();
-        report::replace_section(&path, "load", &markdown)?;
-        let chart = results.chart();
-        std::fs::write(path.with_file_name("load-chart.svg"), chart)?;
-        eprintln!("wrote {} and load-chart.svg", path.display());
+        // A partial run must not replace the `load` tables it did not measure.
+        if LOAD_GROUPS.iter().all(|g| o.wants(g)) {
+            report::replace_section(&path, "load", &results.markdown())?;
+            std::fs::write(path.with_file_name("load-chart.svg"), results.chart())?;
+            eprintln!("wrote the load section of {} and load-chart.svg", path.display());
+        } else if LOAD_GROUPS.iter().any(|g| o.wants(g)) {
+            eprintln!("partial run: the load section of {} is left as it was (a full run rewrites it)", path.display());
+        }
+        if o.wants("deflate") {
+            report::replace_section(&path, "deflate", &results.deflate_markdown())?;
+            eprintln!("wrote the deflate section of {}", path.display());
+        }
     }
     Ok(errors.is_empty())
 }
@@ -628,6 +842,8 @@ struct Results<'a> {
     broadcast: Vec<Cell>,
     handshakes: Vec<Cell>,
     idle: Vec<Idle>,
+    deflate: Vec<Cell>,
+    memory: Vec<(MemoryRow, Result<f64, String>)>,
     errors: Vec<String>,
     elapsed: Duration,
     pin: bool,
@@ -643,13 +859,13 @@ fn check(met: bool) -> &'static str {
 }
 
 impl Results<'_> {
-    fn markdown(&self) -> String {
-        let mut md = String::new();
+    /// The lines every generated section starts with: machine, date, command, settings.
+    fn header(&self, command: &str) -> String {
         let o = self.o;
-        let command = std::env::args().collect::<Vec<_>>().join(" ");
-        md.push_str(&format!(
+        let ran_as = std::env::args().collect::<Vec<_>>().join(" ");
+        format!(
             "_Generated by the `load` binary; do not edit by hand._\n\n\
-             - Machine: {}\n- Date: {}\n- Command: `cargo run --profile release-lto -p wsproto-benches --bin load` (ran as `{command}`)\n\
+             - Machine: {}\n- Date: {}\n- Command: `{command}` (ran as `{ran_as}`)\n\
              - Settings: {} repetitions interleaved per workload, warm-up {} ms then {} ms measured per sample; \
              servers pinned to CPU {SERVER_CPU}, load generator to CPU {CLIENT_CPU}: {}; whole run {:.0} s\n\
              - Every ratio is the median over repetitions of ours ÷ theirs measured back to back in the same \
@@ -661,7 +877,11 @@ impl Results<'_> {
             o.phases.measure.as_millis(),
             if self.pin { "yes" } else { "no" },
             self.elapsed.as_secs_f64(),
-        ));
+        )
+    }
+
+    fn markdown(&self) -> String {
+        let mut md = self.header("cargo run --profile release-lto -p wsproto-benches --bin load");
 
         md.push_str("#### Targets\n\n");
         let mut targets = Vec::new();
@@ -807,12 +1027,156 @@ impl Results<'_> {
         }
 
         md.push_str("\n![Throughput relative to the raw-TCP ceiling](load-chart.svg)\n");
+        self.push_errors(&mut md);
+        md
+    }
+
+    fn push_errors(&self, md: &mut String) {
         if !self.errors.is_empty() {
             md.push_str("\n#### Errors in this run\n\n");
             for e in &self.errors {
                 md.push_str(&format!("- {e}\n"));
             }
         }
+    }
+
+    /// The `deflate` section: compressed echo against the same server uncompressed and the
+    /// ceiling, and what a compressed connection holds in memory.
+    fn deflate_markdown(&self) -> String {
+        let mut md = self.header("cargo run --profile release-lto -p wsproto-benches --bin load -- --only deflate");
+        md.push_str(
+            "Our echo server with the echo example's config, which accepts permessage-deflate with the defaults \
+             (context takeover both ways, 15-bit windows, level 6, messages under 32 B sent uncompressed), driven \
+             in the same repetitions by clients that do not offer the extension (ours), clients that offer it \
+             without parameters as browsers do (ours+deflate), the same clients against a server set for memory \
+             (`server_no_context_takeover`, `server_max_window_bits=9`: lean server), and the raw-TCP ceiling. \
+             The clients' requests are compressed once, standalone (a stored block for the timestamp, then the \
+             rest deflated without context), so they are the size of a first message; the replies are what \
+             the server's compressor gives with its context.\n",
+        );
+        let series = [Series::Ours, Series::OursDeflate, Series::OursDeflateLean, Series::Raw];
+        if !self.deflate.is_empty() {
+            md.push_str("\n#### permessage-deflate echo, one message in flight per connection (messages/s)\n\n");
+            let mut header: Vec<&str> = vec!["workload"];
+            header.extend(series.iter().map(|s| s.name(false)));
+            header.extend(["ours+deflate ÷ ours", "ours+deflate ÷ raw", "lean ÷ ours+deflate"]);
+            let rows: Vec<Vec<String>> = self
+                .deflate
+                .iter()
+                .map(|c| {
+                    let mut row = vec![c.label.clone()];
+                    row.extend(series.iter().map(|&s| c.rate_text(s)));
+                    row.push(c.ratio_text(Series::OursDeflate, Series::Ours));
+                    row.push(c.ratio_text(Series::OursDeflate, Series::Raw));
+                    row.push(c.ratio_text(Series::OursDeflateLean, Series::OursDeflate));
+                    row
+                })
+                .collect();
+            md.push_str(&report::table(&header, &rows));
+
+            md.push_str(
+                "\nBytes on the wire per message, request → reply (frame header, masking key and payload; \
+                 medians of the timed windows), and the share of replies that came compressed:\n\n",
+            );
+            let wire_series = [Series::Ours, Series::OursDeflate, Series::OursDeflateLean];
+            let mut header: Vec<&str> = vec!["workload"];
+            header.extend(wire_series.iter().map(|s| s.name(false)));
+            header.push("reply ÷ uncompressed reply");
+            let rows: Vec<Vec<String>> = self
+                .deflate
+                .iter()
+                .map(|c| {
+                    let mut row = vec![c.label.clone()];
+                    row.extend(wire_series.iter().map(|&s| match c.wire(s) {
+                        Some(w) => {
+                            format!("{:.0} → {:.0} B ({:.0}% compressed)", w.sent, w.received, 100.0 * w.compressed)
+                        }
+                        None => "–".to_owned(),
+                    }));
+                    let (plain, deflated) = (c.wire(Series::Ours), c.wire(Series::OursDeflate));
+                    row.push(report::ratio(deflated.map(|w| w.received), plain.map(|w| w.received)));
+                    row
+                })
+                .collect();
+            md.push_str(&report::table(&header, &rows));
+
+            md.push_str(
+                "\nServer CPU per message (µs) and server CPU utilisation; last column the load generator's \
+                 utilisation while driving ours+deflate (it inflates every reply):\n\n",
+            );
+            let mut header: Vec<&str> = vec!["workload"];
+            header.extend(series.iter().map(|s| s.short()));
+            header.push("load generator");
+            let rows: Vec<Vec<String>> = self
+                .deflate
+                .iter()
+                .map(|c| {
+                    let mut row = vec![c.label.clone()];
+                    row.extend(series.iter().map(|&s| c.cpu(s)));
+                    row.push(c.client_util(Series::OursDeflate));
+                    row
+                })
+                .collect();
+            md.push_str(&report::table(&header, &rows));
+
+            md.push_str("\nLatency p50 / p99 / p99.9 (µs):\n\n");
+            let mut header: Vec<&str> = vec!["workload"];
+            header.extend(series.iter().map(|s| s.short()));
+            let rows: Vec<Vec<String>> = self
+                .deflate
+                .iter()
+                .map(|c| {
+                    let mut row = vec![c.label.clone()];
+                    row.extend(series.iter().map(|&s| c.latency(s)));
+                    row
+                })
+                .collect();
+            md.push_str(&report::table(&header, &rows));
+        }
+
+        if !self.memory.is_empty() {
+            md.push_str(&format!(
+                "\n#### Memory of a compressed connection ({MEMORY_CONNS} connections, server RSS growth per \
+                 connection, bytes)\n\n\
+                 A fresh server process per row, as in the idle memory table; text messages, each echoed \
+                 before the next; \"lean server\" as above. RSS counts the pages touched, not what was \
+                 allocated.\n\n"
+            ));
+            let rows: Vec<Vec<String>> = self
+                .memory
+                .iter()
+                .map(|(row, result)| {
+                    let server = if row.server == ServerKind::OursEcho { "ours" } else { "ours, lean server" };
+                    let measured = match result {
+                        Ok(b) => format!("{b:.0}"),
+                        Err(_) => "error".to_owned(),
+                    };
+                    vec![server.to_owned(), row.label.to_owned(), row.holds.to_owned(), measured]
+                })
+                .collect();
+            md.push_str(&report::table(
+                &["server", "permessage-deflate; what each connection did", "zlib states it holds", "bytes/conn"],
+                &rows,
+            ));
+            let get = |key: &str| {
+                self.memory.iter().find(|(row, _)| row.key == key).and_then(|(_, r)| r.as_ref().ok().copied())
+            };
+            let diff = |a: &str, b: &str| match (get(a), get(b)) {
+                (Some(a), Some(b)) => format!("{:.0} B", a - b),
+                _ => "–".to_owned(),
+            };
+            md.push_str(&format!(
+                "\nDerived (differences of the rows above): the server's inflater ≈ {} per connection after a \
+                 first small message; its compressor ≈ {} more after a first 1 KiB message; both with their \
+                 windows filled ≈ {} over an idle connection that agreed on the extension \
+                 (lean server: ≈ {}).\n",
+                diff("inflate", "idle"),
+                diff("active", "inflate"),
+                diff("busy", "idle"),
+                diff("lean-busy", "idle"),
+            ));
+        }
+        self.push_errors(&mut md);
         md
     }
 
