@@ -1,40 +1,6 @@
 //! permessage-deflate (RFC 7692): negotiation, and compression of whole messages.
 //!
-//! # What it costs
-//!
-//! Memory, per connection, each side's state created on first use (measured with this crate's
-//! zlib-rs backend: `benches/RESULTS.md`, "permessage-deflate: throughput and memory", server
-//! RSS over 1000 connections):
-//!
-//! - agreeing on the extension costs nothing until a message is compressed or inflated;
-//! - the inflater keeps a full 32 KiB window whatever the peer's window bits (that decodes any
-//!   smaller one) plus about 7 KiB of tables: about 18 KB resident after a first small message,
-//!   up to about 40 KB once its window has filled;
-//! - the compressor allocates about `2^(w+2) + 240 KiB` for a window of `w` bits and touches
-//!   most of it at once (window, hash chain and a 128 KiB hash head that does not shrink with
-//!   the window): about 320 KB resident after the first compressed message at the default 15
-//!   bits, about 190 KB at 9.
-//!
-//! So a connection that has compressed in both directions holds 340-370 KB, against about
-//! 2.4 KB idle without compression. Both states live as long as the connection, with or
-//! without context takeover (without it they are reset after each message, not freed).
-//! Context takeover is what buys the better ratio on similar messages.
-//!
-//! CPU: on loopback a 1 KiB text echo costs about 3 times the server CPU with compression, and
-//! a 16 KiB message that deflate cannot shrink about 30 times. Turn the extension off
-//! (`Config::deflate = None`) for servers with many connections that are mostly idle but send
-//! now and then, for payloads that are already compressed (images, video, archives; or send
-//! those with [`Connection::send_uncompressed`](crate::Connection::send_uncompressed)), and for
-//! CPU-bound servers on fast networks. It pays for text on slow or metered links. A small
-//! window (`server_max_window_bits`) saves only about a third of the compressor's memory and
-//! costs both CPU and ratio.
-//!
-//! Inflation is bounded: a message's inflated size is checked against `max_message_size` as
-//! it grows, in 32 KiB steps, so a small frame cannot expand into gigabytes (close 1009). And a
-//! read is inflated only as the application takes what came out: once a compressed message (in
-//! streaming mode, a chunk of at most 32 KiB) is waiting as an event, the connection processes
-//! no further input until that event is taken, so many small compressed frames in one read never
-//! inflate all at once.
+//! The public settings and their costs are documented on [`DeflateConfig`].
 
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 
@@ -58,6 +24,44 @@ const MIN_OWN_WINDOW_BITS: u8 = 9;
 ///
 /// `server_*` parameters concern what the server sends, `client_*` what the client sends,
 /// whichever role we have (RFC 7692 §7.1).
+///
+/// # What it costs
+///
+/// Memory, per connection, each side's state created on first use (measured with this crate's
+/// zlib-rs backend: `benches/RESULTS.md`, "permessage-deflate: throughput and memory", server
+/// RSS over 1000 connections):
+///
+/// - agreeing on the extension costs nothing until a message is compressed or inflated;
+/// - the inflater keeps a full 32 KiB window whatever the peer's window bits (that decodes any
+///   smaller one) plus about 7 KiB of tables: about 18 KB resident after a first small message,
+///   up to about 40 KB once its window has filled;
+/// - the compressor allocates about `2^(w+2) + 240 KiB` for a window of `w` bits and touches
+///   most of it at once (window, hash chain and a 128 KiB hash head that does not shrink with
+///   the window): about 320 KB resident after the first compressed message at the default 15
+///   bits, about 190 KB at 9.
+///
+/// So a connection that has compressed in both directions holds 340-370 KB, against about
+/// 2.4 KB idle without compression. Both states live as long as the connection, with or
+/// without context takeover (without it they are reset after each message, not freed).
+/// Context takeover is what buys the better ratio on similar messages.
+///
+/// CPU: on loopback a 1 KiB text echo costs about 3 times the server CPU with compression, and
+/// a 16 KiB message that deflate cannot shrink about 30 times. Turn the extension off
+/// (`Config::deflate = None`) for servers with many connections that are mostly idle but send
+/// now and then, for payloads that are already compressed (images, video, archives; or send
+/// those with [`Connection::send_uncompressed`](crate::Connection::send_uncompressed)), and for
+/// CPU-bound servers on fast networks. It pays for text on slow or metered links. A small
+/// window (`server_max_window_bits`) saves only about a third of the compressor's memory and
+/// costs both CPU and ratio.
+///
+/// # Bounds
+///
+/// Inflation is bounded: a message's inflated size is checked against `max_message_size` as
+/// it grows, in 32 KiB steps, so a small frame cannot expand into gigabytes (close 1009). And a
+/// read is inflated only as the application takes what came out: once a compressed message (in
+/// streaming mode, a chunk of at most 32 KiB) is waiting as an event, the connection processes
+/// no further input until that event is taken, so many small compressed frames in one read never
+/// inflate all at once.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeflateConfig {
     /// Server: always reset our compression context after each message (the client may also

@@ -24,6 +24,10 @@
 //! 5. **Close the transport** once [`Connection::should_close_transport`] is true and the queue
 //!    is empty.
 //! 6. **Sleep** until readable, writable (if bytes are queued) or [`Connection::poll_timeout`].
+//!    Read only while [`Connection::wants_read`] is true: it is false while a server waits for
+//!    the application's answer to a request and, with permessage-deflate, while inflated data
+//!    waits to be taken (the connection holds the rest of the read and inflates it as events
+//!    are taken, so that a few compressed bytes cannot make one read cost megabytes).
 //!
 //! ```
 //! use std::sync::Arc;
@@ -62,6 +66,8 @@
 //!
 //! Every buffer is bounded by [`Config`]: handshake heads, frames, messages, fragments and the
 //! outgoing queue. Nothing is allocated on the strength of a length the peer merely announces.
+//! Compressed messages are bounded after inflation, as they inflate; see the `deflate`
+//! feature's `DeflateConfig` for what a compressed connection costs.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
