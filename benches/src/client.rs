@@ -525,8 +525,9 @@ impl Template {
         Template { wire, at, patch_at: 0, plain, opcode: kind.opcode() }
     }
 
-    /// The same message (binary: `variant` picks other bytes) compressed (RFC 7692 §7.2.1), still patchable without compressing
-    /// anything per message: the payload is a deflate stored block (uncompressed, BFINAL=0)
+    /// The same message (binary: `variant` picks other bytes) compressed (RFC 7692 §7.2.1),
+    /// still patchable without compressing anything per message: the payload is a deflate
+    /// stored block (uncompressed, BFINAL=0)
     /// holding the [`TS_LEN`]-byte timestamp, followed by the rest of the message deflated once
     /// here with a fresh context, sync-flushed, less its trailing `00 00 ff ff`; RSV1 is set on
     /// its single frame.
