@@ -1,6 +1,8 @@
-//! The fuzz harness shared by every target and by `wsproto/tests/fuzz_regressions.rs`, which
-//! includes this file with `#[path]`: it depends on `std` and `wsproto` only (and, under the
-//! `deflate` feature, on `flate2`, which wsproto's own `deflate` feature brings).
+//! The fuzz harness shared by every cargo-fuzz target in `fuzz/` and by this crate's
+//! `tests/fuzz_regressions.rs`, which replays the seeds and findings on stable: it depends on
+//! `std` and `wsproto` only (and, under the `deflate` feature, on `flate2`, which wsproto's own
+//! `deflate` feature brings). The structure-aware scenario of the `frame_sequence` target is
+//! [`scenario`].
 //!
 //! A [`Harness`] drives one [`Connection`] the way an adapter would (feed input, drain events,
 //! answer requests, write the outgoing queue, fire timers; or, holding events, like an
@@ -41,6 +43,8 @@ use wsproto::{
     HttpResponse, KeepAlive, Message, MessageKind, OriginPolicy, ProtocolError, RandomSource, ReceiveMode, Role,
     SubprotocolPolicy, MAX_CLOSE_REASON,
 };
+
+pub mod scenario;
 
 // ---------------------------------------------------------------------------------------------
 // Memory accounting

@@ -5,11 +5,11 @@ use std::sync::{Arc, Once};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use chat::ChatOptions;
 use serde_json::{json, Value};
 use wsproto::{CloseCode, Config, Message};
 use wsproto_adapters::blocking::{connect, ConnectOptions, Error, Incoming, WebSocket};
 use wsproto_adapters::server::Handle;
-use wsproto_examples::chat::{self, ChatOptions};
 
 /// A test that hangs is a failed test: end the process if any test runs this long.
 fn watchdog() {
