@@ -341,7 +341,7 @@ pub fn inflation_factor(config: &Config) -> usize {
 
 /// What inflated data may be out at once beyond one message: nothing, except with
 /// permessage-deflate in streaming mode, one chunk (input is processed no further until the
-/// application took it; `inflation_per_read_is_bounded` in wsproto/tests/fuzz_regressions.rs).
+/// application took it; `inflation_per_read_is_bounded` in tests/fuzz_regressions.rs).
 pub fn inflated_chunk(config: &Config) -> usize {
     #[cfg(feature = "deflate")]
     if config.deflate.is_some() {
