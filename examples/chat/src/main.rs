@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use chat::ChatOptions;
 use clap::Parser;
-use tracing::Level;
 
 #[derive(Debug, Parser)]
 #[command(about = "WebSocket chat server with a browser client and a shared drawing board")]
@@ -37,16 +36,9 @@ struct Args {
     verbose: u8,
 }
 
-/// Logs to stderr: warnings only by default; `-v` adds connection life (connects, joins,
-/// leaves, reaps), `-vv` the adapter's debug lines, `-vvv` everything.
-fn init_logging(verbosity: u8) {
-    let level = [Level::WARN, Level::INFO, Level::DEBUG, Level::TRACE][usize::from(verbosity.min(3))];
-    tracing_subscriber::fmt().with_max_level(level).with_writer(std::io::stderr).with_target(false).init();
-}
-
 fn main() -> std::io::Result<()> {
     let args = Args::parse();
-    init_logging(args.verbose);
+    example_logging::init(args.verbose);
     let options = ChatOptions {
         addr: args.addr,
         origins: args.origins,

@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use clap::{Parser, ValueEnum};
 use echo_server::{blocking_echo, echo_config, Echo};
-use tracing::Level;
 use wsproto_adapters::server::{Server, ServerOptions};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -33,16 +32,9 @@ struct Args {
     verbose: u8,
 }
 
-/// Logs to stderr: warnings only by default; `-v` adds connections, `-vv` the adapter's debug
-/// lines, `-vvv` everything.
-fn init_logging(verbosity: u8) {
-    let level = [Level::WARN, Level::INFO, Level::DEBUG, Level::TRACE][usize::from(verbosity.min(3))];
-    tracing_subscriber::fmt().with_max_level(level).with_writer(std::io::stderr).with_target(false).init();
-}
-
 fn main() -> std::io::Result<()> {
     let args = Args::parse();
-    init_logging(args.verbose);
+    example_logging::init(args.verbose);
     let config = Arc::new(echo_config());
     match args.adapter {
         Adapter::Mio => {

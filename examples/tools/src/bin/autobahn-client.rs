@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use clap::Parser;
-use tracing::Level;
 use wsproto::{CloseCode, Config, DeflateConfig};
 use wsproto_adapters::blocking::{connect, ConnectOptions, Error, Incoming};
 
@@ -45,17 +44,10 @@ fn autobahn_config() -> Config {
     }
 }
 
-/// Logs to stderr: warnings only at 0; connections at 1, the adapter's debug lines at 2,
-/// everything beyond.
-fn init_logging(verbosity: u8) {
-    let level = [Level::WARN, Level::INFO, Level::DEBUG, Level::TRACE][usize::from(verbosity.min(3))];
-    tracing_subscriber::fmt().with_max_level(level).with_writer(std::io::stderr).with_target(false).init();
-}
-
 fn main() -> ExitCode {
     let args = Args::parse();
     if args.verbose > 1 {
-        init_logging(args.verbose - 1);
+        example_logging::init(args.verbose - 1);
     }
     let base = args.url.unwrap_or_else(|| {
         format!("ws://127.0.0.1:{}", std::env::var("AUTOBAHN_PORT").unwrap_or_else(|_| "9001".into()))
