@@ -1,6 +1,6 @@
 //! The structure-aware `frame_sequence` target: a sequence of operations (peer frames encoded
 //! for real, timer jumps, end of file, application commands, slow writes) played against an
-//! open server or client connection through the [`Harness`](crate::Harness), once
+//! open server or client connection through the [`Harness`], once
 //! with the peer's bytes in the pieces the scenario chooses and once whole, and compared.
 //!
 //! The replays in this crate's `tests/fuzz_regressions.rs` build without the `arbitrary`
