@@ -2,23 +2,16 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use wsproto::{Accept, CloseCode, Closed, Config, HttpResponse, Message, PreparedFrame, Request, SubprotocolPolicy};
 use wsproto_adapters::blocking::{connect, ConnectOptions, Error, Incoming, WebSocket};
-use wsproto_adapters::server::{ConnId, Context, Handle, Handler, Server, ServerOptions};
+use wsproto_adapters::mio::{ConnId, Context, Handle, Handler, Server, ServerOptions};
 
 fn watchdog() {
-    static START: Once = Once::new();
-    START.call_once(|| {
-        std::thread::spawn(|| {
-            std::thread::sleep(Duration::from_secs(120));
-            eprintln!("mio server tests: watchdog fired after 120 s");
-            std::process::exit(101);
-        });
-    });
+    wsproto_testkit::process_watchdog("mio server tests", Duration::from_secs(120));
 }
 
 /// What the test handler saw, shared with the test thread.
@@ -35,6 +28,9 @@ struct TestHandler {
 }
 
 impl Handler for TestHandler {
+    type State = ();
+    type Command = ();
+
     fn on_request(&mut self, _ctx: &mut Context, _id: ConnId, request: &Request) -> Result<Accept, HttpResponse> {
         if request.path() == "/private" {
             return Err(HttpResponse::new(401).text("no\n"));
@@ -68,7 +64,7 @@ impl Handler for TestHandler {
         }
     }
 
-    fn on_close(&mut self, _ctx: &mut Context, id: ConnId, closed: &Closed) {
+    fn on_close(&mut self, _ctx: &mut Context, id: ConnId, _state: (), closed: &Closed) {
         self.seen.lock().unwrap().closed.push((id, closed.clone()));
     }
 }
