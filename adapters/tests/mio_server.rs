@@ -124,6 +124,14 @@ fn next_message(ws: &mut WebSocket<TcpStream>) -> Message {
     }
 }
 
+fn read_until_closed(ws: &mut WebSocket<TcpStream>) -> Closed {
+    loop {
+        if let Incoming::Closed(closed) = ws.read().expect("read") {
+            return closed;
+        }
+    }
+}
+
 fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while !condition() {
@@ -477,6 +485,7 @@ fn per_connection_state_lives_in_the_loop_and_comes_back_at_close() {
     wait_until("bob's close", || closed.lock().unwrap().len() == 1);
     assert_eq!(closed.lock().unwrap()[0], ("bob".to_owned(), 2));
     handle.shutdown().unwrap();
+    assert!(matches!(read_until_closed(&mut alice).code, CloseCode::GOING_AWAY));
     thread.join().unwrap();
     assert_eq!(closed.lock().unwrap()[1], ("alice".to_owned(), 2));
 }
@@ -502,6 +511,7 @@ fn application_commands_from_other_threads_change_state_on_the_loop() {
     assert_eq!(next_message(&mut alice), Message::Text("first".into()));
     assert_eq!(next_message(&mut alice), Message::Text("carol=1".into()));
     handle.shutdown().unwrap();
+    read_until_closed(&mut alice);
     thread.join().unwrap();
 }
 
@@ -525,6 +535,7 @@ fn streamed_messages_reach_on_chunk_whole() {
     assert!(summary.starts_with("Text 5 "), "{summary}");
     assert_eq!(next_message(&mut ws), Message::Binary(b"hello".to_vec()));
     handle.shutdown().unwrap();
+    read_until_closed(&mut ws);
     thread.join().unwrap();
 }
 
