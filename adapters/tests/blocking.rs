@@ -17,6 +17,7 @@ use wsproto::{
     OriginPolicy, ReceiveMode, SendError, SubprotocolPolicy,
 };
 use wsproto_adapters::blocking::{accept, connect, ConnectOptions, Error, Incoming, Transport, WebSocket};
+use wsproto_testkit::Pending;
 
 /// How long any one server or test body may take before the test fails: a broken timer shows as
 /// a failure instead of a hung test run.
@@ -24,33 +25,12 @@ const WATCHDOG: Duration = Duration::from_secs(10);
 
 /// Runs `body` in a thread and answers its result, failing if it takes longer than `WATCHDOG`.
 fn within<T: Send + 'static>(body: impl FnOnce() -> T + Send + 'static) -> T {
-    let (done, result) = mpsc::channel();
-    thread::spawn(move || {
-        let _ = done.send(body());
-    });
-    match result.recv_timeout(WATCHDOG) {
-        Ok(value) => value,
-        Err(mpsc::RecvTimeoutError::Timeout) => panic!("did not finish within {WATCHDOG:?}"),
-        Err(mpsc::RecvTimeoutError::Disconnected) => panic!("the thread panicked (see above)"),
-    }
-}
-
-/// A server thread's result, waited for under the watchdog.
-struct Server<T>(mpsc::Receiver<T>);
-
-impl<T> Server<T> {
-    fn join(self) -> T {
-        match self.0.recv_timeout(WATCHDOG) {
-            Ok(value) => value,
-            Err(mpsc::RecvTimeoutError::Timeout) => panic!("the server did not finish within {WATCHDOG:?}"),
-            Err(mpsc::RecvTimeoutError::Disconnected) => panic!("the server thread panicked (see above)"),
-        }
-    }
+    wsproto_testkit::within(WATCHDOG, body)
 }
 
 /// Accepts one connection on a fresh loopback port and runs `serve` on its handshake result
 /// in a thread; answers the `ws://` URL and the server.
-fn serve_one<T, F>(config: Config, serve: F) -> (String, Server<T>)
+fn serve_one<T, F>(config: Config, serve: F) -> (String, Pending<T>)
 where
     T: Send + 'static,
     F: FnOnce(Result<WebSocket<TcpStream>, Error>) -> T + Send + 'static,
@@ -58,12 +38,11 @@ where
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
     let url = format!("ws://{}/test", listener.local_addr().expect("local address"));
     let config = Arc::new(config);
-    let (done, result) = mpsc::channel();
-    thread::spawn(move || {
+    let server = wsproto_testkit::spawn_within("the server", WATCHDOG, move || {
         let (stream, _) = listener.accept().expect("accept");
-        let _ = done.send(serve(accept(stream, config)));
+        serve(accept(stream, config))
     });
-    (url, Server(result))
+    (url, server)
 }
 
 /// Echoes every message back until the connection ends; answers how it ended.

@@ -107,6 +107,11 @@ impl ServerKind {
 pub struct Broadcast;
 
 impl Handler for Broadcast {
+    type State = ();
+    type Command = ();
+
+    fn on_open(&mut self, _: &mut Context, _: ConnId) {}
+
     fn on_message(&mut self, ctx: &mut Context, _id: ConnId, message: Message) {
         ctx.broadcast(&PreparedFrame::message(&message));
     }

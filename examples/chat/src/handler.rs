@@ -2,8 +2,6 @@
 //! through flood control to the [`Room`], and closes to the room with the reason the others
 //! are shown.
 
-use std::collections::HashMap;
-
 use wsproto::{Accept, CloseCause, CloseCode, Closed, HttpResponse, Message, Request};
 use wsproto_adapters::server::{ConnId, Context, Handler};
 
@@ -13,25 +11,25 @@ use crate::protocol::ClientMessage;
 use crate::room::{self, Room};
 use crate::ChatOptions;
 
-/// The chat application: the room, and each connection's flood control.
+/// The chat application: the room; each connection's flood control is its handler state.
 pub struct Chat {
     room: Room,
-    flood: HashMap<ConnId, FloodControl>,
     options: ChatOptions,
 }
 
 impl Chat {
     pub(crate) fn new(options: &ChatOptions) -> Chat {
-        Chat { room: Room::new(options.board_limit), flood: HashMap::new(), options: options.clone() }
+        Chat { room: Room::new(options.board_limit), options: options.clone() }
     }
 
-    fn on_text(&mut self, ctx: &mut Context, id: ConnId, text: &str) {
+    fn on_text(&mut self, ctx: &mut Context<FloodControl>, id: ConnId, text: &str) {
         let message = match ClientMessage::parse(text) {
             Ok(message) => message,
             Err((code, why)) => return room::error(ctx, id, code, &why),
         };
-        let Some(flood) = self.flood.get_mut(&id) else { return };
-        if !flood.allow(matches!(message, ClientMessage::Draw(_)), ctx.now()) {
+        let now = ctx.now();
+        let Some(flood) = ctx.state_mut(id) else { return };
+        if !flood.allow(matches!(message, ClientMessage::Draw(_)), now) {
             tracing::info!(%id, nick = ?self.room.nick(id), "closing a flooding client");
             room::error(ctx, id, "rate_limited", "too many messages; closing");
             let _ = ctx.close(id, CloseCode::POLICY_VIOLATION, "rate limit exceeded");
@@ -53,7 +51,15 @@ fn leave_reason(closed: &Closed) -> String {
 }
 
 impl Handler for Chat {
-    fn on_request(&mut self, _ctx: &mut Context, id: ConnId, request: &Request) -> Result<Accept, HttpResponse> {
+    type State = FloodControl;
+    type Command = ();
+
+    fn on_request(
+        &mut self,
+        _ctx: &mut Context<FloodControl>,
+        id: ConnId,
+        request: &Request,
+    ) -> Result<Accept, HttpResponse> {
         if request.path() != http::WS_PATH {
             return Err(HttpResponse::new(404).text("WebSocket endpoint is /ws\n"));
         }
@@ -61,16 +67,16 @@ impl Handler for Chat {
         Ok(Accept::new())
     }
 
-    fn on_http(&mut self, _ctx: &mut Context, _id: ConnId, request: &Request) -> HttpResponse {
+    fn on_http(&mut self, _ctx: &mut Context<FloodControl>, _id: ConnId, request: &Request) -> HttpResponse {
         http::respond(request)
     }
 
-    fn on_open(&mut self, ctx: &mut Context, id: ConnId) {
+    fn on_open(&mut self, ctx: &mut Context<FloodControl>, id: ConnId) -> FloodControl {
         self.room.connect(id);
-        self.flood.insert(id, FloodControl::new(self.options.max_rate, self.options.max_draw_rate, ctx.now()));
+        FloodControl::new(self.options.max_rate, self.options.max_draw_rate, ctx.now())
     }
 
-    fn on_message(&mut self, ctx: &mut Context, id: ConnId, message: Message) {
+    fn on_message(&mut self, ctx: &mut Context<FloodControl>, id: ConnId, message: Message) {
         match message {
             Message::Text(text) => self.on_text(ctx, id, &text),
             Message::Binary(_) => {
@@ -79,11 +85,10 @@ impl Handler for Chat {
         }
     }
 
-    fn on_close(&mut self, ctx: &mut Context, id: ConnId, closed: &Closed) {
+    fn on_close(&mut self, ctx: &mut Context<FloodControl>, id: ConnId, _flood: FloodControl, closed: &Closed) {
         if matches!(closed.cause, CloseCause::KeepAliveTimeout) {
             tracing::info!(%id, "reaped: no answer to the heartbeat");
         }
-        self.flood.remove(&id);
         self.room.leave(ctx, id, &leave_reason(closed));
     }
 }

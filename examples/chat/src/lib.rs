@@ -20,7 +20,7 @@ use wsproto_adapters::server::{Server, ServerOptions};
 
 mod handler;
 mod http;
-mod limits;
+pub mod limits;
 mod protocol;
 mod room;
 

@@ -36,7 +36,7 @@ impl RateLimit {
 /// One client's budgets: chat messages (`--max-rate`) and drawing segments, which a moving
 /// pointer sends many of.
 #[derive(Debug)]
-pub(crate) struct FloodControl {
+pub struct FloodControl {
     messages: RateLimit,
     draws: RateLimit,
 }

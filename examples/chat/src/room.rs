@@ -26,7 +26,7 @@ fn unix_millis() -> u64 {
 }
 
 /// Sends an `error` message to one client.
-pub(crate) fn error(ctx: &mut Context, id: ConnId, code: &str, message: &str) {
+pub(crate) fn error<S>(ctx: &mut Context<S>, id: ConnId, code: &str, message: &str) {
     let _ = ctx.send_prepared(id, &ServerMessage::Error { code, message }.frame());
 }
 
@@ -57,7 +57,7 @@ impl Room {
     }
 
     /// Sends one encoded frame to every member (but `except`).
-    fn to_members(&self, ctx: &mut Context, frame: &PreparedFrame, except: Option<ConnId>) {
+    fn to_members<S>(&self, ctx: &mut Context<S>, frame: &PreparedFrame, except: Option<ConnId>) {
         for id in self.members() {
             if Some(id) != except {
                 let _ = ctx.send_prepared(id, frame);
@@ -66,7 +66,7 @@ impl Room {
     }
 
     /// Carries out one message of a connected client: `join` before anything else, then the rest.
-    pub(crate) fn handle(&mut self, ctx: &mut Context, id: ConnId, message: ClientMessage) {
+    pub(crate) fn handle<S>(&mut self, ctx: &mut Context<S>, id: ConnId, message: ClientMessage) {
         let Some(nick) = self.nick(id).map(str::to_owned) else {
             return match message {
                 ClientMessage::Join { nick } => self.join(ctx, id, &nick),
@@ -126,7 +126,7 @@ impl Room {
         }
     }
 
-    fn join(&mut self, ctx: &mut Context, id: ConnId, requested: &str) {
+    fn join<S>(&mut self, ctx: &mut Context<S>, id: ConnId, requested: &str) {
         let nick = match validate_nick(requested) {
             Ok(nick) => nick,
             Err(why) => return error(ctx, id, "invalid_nick", why),
@@ -146,7 +146,7 @@ impl Room {
     }
 
     /// A connection closed; if it had joined, the others see it leave for `reason`.
-    pub(crate) fn leave(&mut self, ctx: &mut Context, id: ConnId, reason: &str) {
+    pub(crate) fn leave<S>(&mut self, ctx: &mut Context<S>, id: ConnId, reason: &str) {
         let Some(Some(nick)) = self.clients.remove(&id) else { return };
         self.nicks.remove(&nick.to_lowercase());
         tracing::info!(%id, %nick, reason, "left");

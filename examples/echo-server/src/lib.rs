@@ -30,6 +30,11 @@ pub fn echo_config() -> Config {
 pub struct Echo;
 
 impl Handler for Echo {
+    type State = ();
+    type Command = ();
+
+    fn on_open(&mut self, _: &mut Context, _: ConnId) {}
+
     fn on_message(&mut self, ctx: &mut Context, id: ConnId, message: Message) {
         let _ = ctx.send(id, message);
     }
