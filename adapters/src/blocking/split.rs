@@ -236,7 +236,7 @@ fn write_out<'a, S: Transport>(
         }
         ws.writer_active = true;
         drop(ws);
-        let written = stream.write(&write_buf).and_then(|n| stream.flush().map(|()| n));
+        let written = stream.write(write_buf).and_then(|n| stream.flush().map(|()| n));
         ws = shared.lock();
         ws.writer_active = false;
         shared.written.notify_all();
