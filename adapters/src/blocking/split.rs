@@ -192,6 +192,11 @@ impl<S: Transport> Writer<S> {
 
     /// Starts the close handshake (RFC 6455 §7.1.2); the [`Reader`] answers
     /// [`Incoming::Closed`] once it is done.
+    ///
+    /// A read the reader has already blocked in keeps the timeout it started with, so the close
+    /// timeout bounds the handshake only from the reader's next read: with `Config::keep_alive`
+    /// off and a peer that never answers, the reader waits until the peer or TCP ends the
+    /// connection. Keep-alive bounds every read.
     pub fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
         self.queue(|conn| conn.close(code, reason))
     }
