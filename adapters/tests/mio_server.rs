@@ -396,6 +396,12 @@ impl Handler for Room {
             Message::Text(text) if text == "count" => {
                 let _ = ctx.send_text(id, &count.to_string());
             }
+            Message::Text(text) if text.starts_with("to:") => {
+                // "to:NAME:TEXT" reaches the members called NAME.
+                let (name, text) = text[3..].split_once(':').unwrap_or(("", ""));
+                let sent = ctx.broadcast_to(&PreparedFrame::text(text), |_, m| m.name == name);
+                let _ = ctx.send_text(id, &format!("sent {sent}"));
+            }
             Message::Text(text) if text == "names" => {
                 let mut names: Vec<_> = ctx.states().map(|(_, m)| m.name.clone()).collect();
                 names.sort();
@@ -486,12 +492,15 @@ fn per_connection_state_lives_in_the_loop_and_comes_back_at_close() {
     assert_eq!(next_message(&mut alice), Message::Text("2".into()));
     bob.send_text("names").unwrap();
     assert_eq!(next_message(&mut bob), Message::Text("alice,bob".into()));
+    bob.send_text("to:alice:psst").unwrap();
+    assert_eq!(next_message(&mut bob), Message::Text("sent 1".into()));
+    assert_eq!(next_message(&mut alice), Message::Text("psst".into()));
     bob.send_binary(b"\x00\x01").unwrap();
     assert_eq!(next_message(&mut bob), Message::Binary(vec![0, 1]));
     bob.close(CloseCode::NORMAL, "").unwrap();
     assert!(matches!(bob.read().unwrap(), Incoming::Closed(_)));
     wait_until("bob's close", || closed.lock().unwrap().len() == 1);
-    assert_eq!(closed.lock().unwrap()[0], ("bob".to_owned(), 2));
+    assert_eq!(closed.lock().unwrap()[0], ("bob".to_owned(), 3));
     handle.shutdown().unwrap();
     assert!(matches!(read_until_closed(&mut alice).code, CloseCode::GOING_AWAY));
     thread.join().unwrap();
