@@ -110,7 +110,8 @@ impl<S: Transport> WebSocket<S> {
 impl<S: Transport> Reader<S> {
     /// Blocks until the next message or event, as [`WebSocket::read`] does, while the writer
     /// may send. Once the connection has ended, ending the transport waits for a write the
-    /// writer has under way (bounded by the write timeouts).
+    /// writer has under way (bounded by the write timeouts). After the transport failed under
+    /// the writer (which got the I/O error), this answers [`Error::Closed`].
     pub fn read(&mut self) -> Result<Incoming, Error> {
         let mut ws = self.shared.lock();
         loop {
