@@ -11,9 +11,13 @@
 //!   recipients, and the limits and policies.
 //! - [`mio`]: a mio event loop that runs a [`server::Handler`] for many connections on one
 //!   thread.
+//! - `tokio` (feature `tokio`): one connection over any tokio stream as a `Stream` and a
+//!   `Sink` of messages, cancel-safe, splittable into halves for two tasks.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
 pub mod blocking;
 pub mod mio;
 pub mod server;
+#[cfg(feature = "tokio")]
+pub mod tokio;
