@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Runs the Autobahn TestSuite (RFC 6455 and RFC 7692 conformance), strict, against our echo
-# server over both adapters and against our client driver, all three at once, and compares
-# every case with the results kept in autobahn/expected-<target>.txt.
+# server over the mio, blocking and tokio adapters and against our client driver on the
+# blocking and tokio adapters, all at once, and compares every case with the results kept in
+# autobahn/expected-<target>.txt.
 #
-# usage: scripts/autobahn.sh [--quick] [--update] [mio|blocking|client ...]   (default: all three)
+# usage: scripts/autobahn.sh [--quick] [--update] [mio|blocking|tokio|client|tokio-client ...]
+#        (default: all five)
 #   --quick    leave out the compression cases with large messages (12.*.6-18, 13.*.6-18), which
 #              are most of the run's time: for a fast local check, never for CI
 #   --update   rewrite the expected results of the cases run (after checking the reports!)
-# Sections 1-10 run for all three targets; the permessage-deflate sections 12-13 for the mio
-# server and the client (the blocking server shares that code path with the mio one).
+# Sections 1-10 run for all targets; the permessage-deflate sections 12-13 for all but the
+# blocking server (which shares that code path with the mio one).
 # Needs ../shared/autobahn beside the repository (installs wstest on first use, ~2 minutes).
 # Reports: target/autobahn/<target>/index.html
 set -euo pipefail
@@ -23,11 +25,11 @@ for arg in "$@"; do
     case "$arg" in
         --update) update=--update ;;
         --quick) quick=1 ;;
-        mio|blocking|client) targets+=("$arg") ;;
-        *) sed -n '2,13p' "$0"; exit 2 ;;
+        mio|blocking|tokio|client|tokio-client) targets+=("$arg") ;;
+        *) sed -n '2,15p' "$0"; exit 2 ;;
     esac
 done
-[ ${#targets[@]} -gt 0 ] || targets=(mio blocking client)
+[ ${#targets[@]} -gt 0 ] || targets=(mio blocking tokio client tokio-client)
 
 [ -d "$shared" ] || { echo "autobahn: $shared not found (set AUTOBAHN_SHARED)"; exit 2; }
 command -v wstest >/dev/null 2>&1 || "$shared/install-wstest"
@@ -57,11 +59,13 @@ run_target() {
     rm -rf "$out"
     mkdir -p "$out"
     port=$(free_port)
-    if [ "$target" = client ]; then
-        AUTOBAHN_PORT=$port AUTOBAHN_AGENT=wsproto-client AUTOBAHN_OUT=$out AUTOBAHN_STRICT=1 \
+    if [ "$target" = client ] || [ "$target" = tokio-client ]; then
+        local flags=()
+        [ "$target" = tokio-client ] && flags=(--tokio)
+        AUTOBAHN_PORT=$port AUTOBAHN_AGENT=wsproto-$target AUTOBAHN_OUT=$out AUTOBAHN_STRICT=1 \
             AUTOBAHN_CASES=$cases AUTOBAHN_EXCLUDE=$exclude \
             "$shared/test-client" target/release/autobahn-client \
-            --url "ws://127.0.0.1:$port" --agent wsproto-client
+            --url "ws://127.0.0.1:$port" --agent "wsproto-$target" "${flags[@]}"
     else
         target/release/echo-server --addr "127.0.0.1:$port" --adapter "$target" &
         local server=$!

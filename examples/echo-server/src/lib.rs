@@ -1,6 +1,6 @@
 //! The echo server, the Autobahn conformance target: every text and binary message is sent
-//! back as it came. The binary (`echo-server`) serves it on the mio adapter or a thread per
-//! connection on the blocking adapter; the load benches (`benches/`) measure this same config
+//! back as it came. The binary (`echo-server`) serves it on the mio adapter, a thread per
+//! connection on the blocking adapter, or a task per connection on the tokio adapter; the load benches (`benches/`) measure this same config
 //! and handler, so that the server measured is the one people run.
 #![deny(missing_docs)]
 
@@ -59,4 +59,24 @@ pub fn blocking_echo(stream: TcpStream, config: Arc<Config>) {
             Err(e) => return tracing::debug!("connection ended: {e}"),
         }
     }
+}
+
+/// Serves one connection on the tokio adapter until it ends: the handshake, then every message
+/// back as it came. A refused echo (the peer's close arrived) does not end the loop: reading on
+/// completes the close handshake and ends the transport.
+pub async fn tokio_echo(stream: tokio::net::TcpStream, config: Arc<Config>) {
+    let mut ws = match wsproto_adapters::tokio::accept(stream, config).await {
+        Ok(ws) => ws,
+        Err(e) => return tracing::debug!("handshake failed: {e}"),
+    };
+    while let Some(message) = ws.recv().await {
+        match message {
+            Ok(message) => match ws.send(message).await {
+                Ok(()) | Err(wsproto_adapters::tokio::Error::Closed) => {}
+                Err(e) => return tracing::debug!("connection ended: {e}"),
+            },
+            Err(e) => return tracing::debug!("connection ended: {e}"),
+        }
+    }
+    tracing::debug!("closed: {:?}", ws.closed());
 }

@@ -1,13 +1,14 @@
 //! The echo server's command line (the config and handler are the library, `lib.rs`).
 //!
 //! `echo-server --addr 127.0.0.1:9001 --adapter mio` serves every connection on one mio
-//! thread; `--adapter blocking` runs a thread per connection over the blocking adapter.
+//! thread; `--adapter blocking` runs a thread per connection over the blocking adapter;
+//! `--adapter tokio` a task per connection on a multi-threaded tokio runtime.
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 
 use clap::{Parser, ValueEnum};
-use echo_server::{blocking_echo, echo_config, Echo};
+use echo_server::{blocking_echo, echo_config, tokio_echo, Echo};
 use wsproto_adapters::mio::{Server, ServerOptions};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -16,6 +17,8 @@ enum Adapter {
     Mio,
     /// A thread per connection (std blocking sockets).
     Blocking,
+    /// A task per connection on a multi-threaded tokio runtime.
+    Tokio,
 }
 
 #[derive(Debug, Parser)]
@@ -58,6 +61,24 @@ fn main() -> std::io::Result<()> {
                 std::thread::spawn(move || blocking_echo(stream, config));
             }
         }
+        Adapter::Tokio => {
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            runtime.block_on(serve_tokio(args.addr, config))?;
+        }
     }
     Ok(())
+}
+
+/// `--adapter tokio`: a task per connection.
+async fn serve_tokio(addr: SocketAddr, config: Arc<wsproto::Config>) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    eprintln!("echo-server (tokio) listening on ws://{}", listener.local_addr()?);
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                tokio::spawn(tokio_echo(stream, config.clone()));
+            }
+            Err(e) => tracing::warn!("accept failed: {e}"),
+        }
+    }
 }

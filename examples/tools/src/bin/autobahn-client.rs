@@ -1,8 +1,8 @@
 //! The Autobahn TestSuite driver for our client role: runs every case of a `wstest -m
-//! fuzzingserver` with the blocking client, echoing each message back, then asks the server to
-//! write its reports.
+//! fuzzingserver` with the blocking client (or, with `--tokio`, the tokio client), echoing each
+//! message back, then asks the server to write its reports.
 //!
-//! `autobahn-client --url ws://127.0.0.1:9001 --agent wsproto` (the defaults come from
+//! `autobahn-client --url ws://127.0.0.1:9001 --agent wsproto [--tokio]` (the defaults come from
 //! `AUTOBAHN_PORT` and `AUTOBAHN_AGENT`, as set by `shared/autobahn/test-client`). Exits
 //! non-zero when the fuzzing server cannot be reached (for the case count, any case, or the
 //! reports); whether a case passed is for the reports to say.
@@ -24,6 +24,10 @@ struct Args {
     /// The agent name the reports are filed under [default: $AUTOBAHN_AGENT, or wsproto].
     #[arg(long)]
     agent: Option<String>,
+    /// Drive the cases with the tokio adapter (on a current-thread runtime) instead of the
+    /// blocking one.
+    #[arg(long)]
+    tokio: bool,
     /// Print one line per case (-v); also log connections (-vv) or everything (-vvv).
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -54,9 +58,20 @@ fn main() -> ExitCode {
     });
     let base = base.trim_end_matches('/');
     let agent = args.agent.or_else(|| std::env::var("AUTOBAHN_AGENT").ok()).unwrap_or_else(|| "wsproto".into());
-    let options = ConnectOptions { config: Arc::new(autobahn_config()), ..ConnectOptions::default() };
+    let config = Arc::new(autobahn_config());
+    let driver: Box<dyn Driver> = if args.tokio {
+        match tokio_driver::Tokio::new(config) {
+            Ok(driver) => Box::new(driver),
+            Err(error) => {
+                eprintln!("autobahn-client: cannot start the tokio runtime: {error}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        Box::new(Blocking(ConnectOptions { config, ..ConnectOptions::default() }))
+    };
 
-    let count = match case_count(&format!("{base}/getCaseCount"), &options) {
+    let count = match driver.case_count(&format!("{base}/getCaseCount")) {
         Ok(count) => count,
         Err(error) => {
             eprintln!("autobahn-client: cannot get the case count from {base}: {error}");
@@ -68,7 +83,7 @@ fn main() -> ExitCode {
     let mut failures = 0;
     for case in 1..=count {
         let started = Instant::now();
-        match run_case(&format!("{base}/runCase?case={case}&agent={agent}"), &options) {
+        match driver.run_case(&format!("{base}/runCase?case={case}&agent={agent}")) {
             Ok(closed) if args.verbose > 0 => {
                 println!("case {case}/{count}: {closed} in {:.1?}", started.elapsed());
             }
@@ -80,7 +95,7 @@ fn main() -> ExitCode {
         }
     }
 
-    if let Err(error) = update_reports(&format!("{base}/updateReports?agent={agent}"), &options) {
+    if let Err(error) = driver.update_reports(&format!("{base}/updateReports?agent={agent}")) {
         eprintln!("autobahn-client: updating the reports failed: {error}");
         return ExitCode::FAILURE;
     }
@@ -89,6 +104,99 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
+}
+
+/// The three exchanges with the fuzzing server, on one adapter. Only a failure to connect is
+/// an error for `run_case`: how a case's connection ends is for the report to judge.
+trait Driver {
+    /// `/getCaseCount` answers one text message with the number of cases.
+    fn case_count(&self, url: &str) -> Result<u32, String>;
+    /// Echoes every message of one case until the connection ends; answers how it ended.
+    fn run_case(&self, url: &str) -> Result<String, String>;
+    /// `/updateReports` makes the server write its reports.
+    fn update_reports(&self, url: &str) -> Result<(), String>;
+}
+
+/// The blocking adapter.
+struct Blocking(ConnectOptions);
+
+impl Driver for Blocking {
+    fn case_count(&self, url: &str) -> Result<u32, String> {
+        case_count(url, &self.0)
+    }
+
+    fn run_case(&self, url: &str) -> Result<String, String> {
+        run_case(url, &self.0).map_err(|e| e.to_string())
+    }
+
+    fn update_reports(&self, url: &str) -> Result<(), String> {
+        update_reports(url, &self.0).map_err(|e| e.to_string())
+    }
+}
+
+/// The tokio adapter, on a current-thread runtime.
+mod tokio_driver {
+    use std::sync::Arc;
+
+    use wsproto::{CloseCode, Config};
+    use wsproto_adapters::tokio::{connect, ConnectOptions, Error};
+
+    pub struct Tokio {
+        runtime: tokio::runtime::Runtime,
+        options: ConnectOptions,
+    }
+
+    impl Tokio {
+        pub fn new(config: Arc<Config>) -> std::io::Result<Tokio> {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            Ok(Tokio { runtime, options: ConnectOptions { config, ..ConnectOptions::default() } })
+        }
+    }
+
+    impl super::Driver for Tokio {
+        fn case_count(&self, url: &str) -> Result<u32, String> {
+            self.runtime.block_on(async {
+                let (mut ws, _) = connect(url, self.options.clone()).await.map_err(|e| e.to_string())?;
+                let mut count = None;
+                while let Some(message) = ws.recv().await {
+                    let message = message.map_err(|e| e.to_string())?;
+                    if count.is_none() {
+                        let text = String::from_utf8_lossy(message.as_bytes()).into_owned();
+                        count = Some(text.trim().parse().map_err(|_| format!("case count {text:?} is not a number"))?);
+                    }
+                }
+                count.ok_or_else(|| "closed without a case count".into())
+            })
+        }
+
+        fn run_case(&self, url: &str) -> Result<String, String> {
+            self.runtime.block_on(async {
+                let (mut ws, _) = connect(url, self.options.clone()).await.map_err(|e| e.to_string())?;
+                while let Some(message) = ws.recv().await {
+                    match message {
+                        // A refused echo (the connection is closing) shows in how the case ends.
+                        Ok(message) => match ws.send(message).await {
+                            Ok(()) | Err(Error::Closed) => {}
+                            Err(error) => return Ok(format!("ended: {error}")),
+                        },
+                        Err(error) => return Ok(format!("ended: {error}")),
+                    }
+                }
+                Ok(match ws.closed() {
+                    Some(closed) => format!("closed {} (clean, {:?})", closed.code, closed.cause),
+                    None => "ended".into(),
+                })
+            })
+        }
+
+        fn update_reports(&self, url: &str) -> Result<(), String> {
+            self.runtime.block_on(async {
+                let (mut ws, _) = connect(url, self.options.clone()).await.map_err(|e| e.to_string())?;
+                // The server may have closed first; then close waits for that ending.
+                ws.close(CloseCode::NORMAL, "").await.map(|_| ()).map_err(|e| e.to_string())
+            })
+        }
+    }
 }
 
 /// `/getCaseCount` answers one text message with the number of cases.
