@@ -2,8 +2,8 @@
 """Interop with Python's `websockets` (a WebSocket implementation nobody here wrote), with and
 without permessage-deflate, in both directions:
 
-1. the `websockets` client against our echo server (mio adapter);
-2. our `ws-client` against a `websockets` echo server.
+1. the `websockets` client against our echo server (mio and tokio adapters);
+2. our `ws-client` (blocking and tokio adapters) against a `websockets` echo server.
 
 usage: scripts/interop-python.py   (after `cargo build --release --bin echo-server --bin ws-client`
 and `pip install websockets`). Prints `interop: N passed, N failed`; exits 1 on any failure.
@@ -33,10 +33,10 @@ def free_port():
         return s.getsockname()[1]
 
 
-def websockets_client_against_our_server():
+def websockets_client_against_our_server(adapter):
     port = free_port()
-    server = subprocess.Popen([os.path.join(BIN, "echo-server"), "--addr", f"127.0.0.1:{port}"],
-                              stderr=subprocess.DEVNULL)
+    server = subprocess.Popen([os.path.join(BIN, "echo-server"), "--addr", f"127.0.0.1:{port}",
+                               "--adapter", adapter], stderr=subprocess.DEVNULL)
     try:
         for _ in range(100):
             try:
@@ -47,11 +47,11 @@ def websockets_client_against_our_server():
         for compression in ["deflate", None]:
             with connect(f"ws://127.0.0.1:{port}/", compression=compression, max_size=2**24) as ws:
                 agreed = ws.response.headers.get("Sec-WebSocket-Extensions", "")
-                check(f"client compression={compression} negotiated",
+                check(f"{adapter}: client compression={compression} negotiated",
                       ("permessage-deflate" in agreed) == (compression is not None), agreed)
                 for message in ["hello", "κόσμε " * 1000, b"\x00\x01\x02" * 5000, "x" * (1 << 20), ""]:
                     ws.send(message)
-                    check(f"echo {type(message).__name__} of {len(message)} (compression={compression})",
+                    check(f"{adapter}: echo {type(message).__name__} of {len(message)} (compression={compression})",
                           ws.recv(timeout=10) == message)
                 ws.ping(b"are you there")
     finally:
@@ -59,7 +59,7 @@ def websockets_client_against_our_server():
         server.wait(timeout=10)
 
 
-def our_client_against_websockets_server():
+def our_client_against_websockets_server(flags):
     def echo(ws):
         for message in ws:
             ws.send(message)
@@ -71,23 +71,25 @@ def our_client_against_websockets_server():
             thread.start()
             big = "compress me " * 10000
             args = [os.path.join(BIN, "ws-client"), f"ws://127.0.0.1:{port}/", "--deflate", "--headers",
-                    "--send", "hello", "--send", "κόσμε", "--send", big]
+                    "--send", "hello", "--send", "κόσμε", "--send", big] + flags
             result = subprocess.run(args, capture_output=True, text=True, timeout=30)
-            check(f"ws-client against websockets (compression={compression}) exits 0",
+            check(f"ws-client against websockets (compression={compression}, {flags}) exits 0",
                   result.returncode == 0, result.stderr)
             lines = result.stdout.splitlines()
             replies = [l for l in lines if not l.startswith("< ")]
-            check(f"ws-client replies (compression={compression})", replies == ["hello", "κόσμε", big],
+            check(f"ws-client replies (compression={compression}, {flags})", replies == ["hello", "κόσμε", big],
                   repr([r[:40] for r in replies]))
             agreed = " ".join(l for l in lines if l.lower().startswith("< sec-websocket-extensions"))
-            check(f"ws-client negotiated (compression={compression})",
+            check(f"ws-client negotiated (compression={compression}, {flags})",
                   ("permessage-deflate" in agreed) == (compression is not None), agreed)
             server.shutdown()
 
 
 def main():
-    websockets_client_against_our_server()
-    our_client_against_websockets_server()
+    for adapter in ["mio", "tokio"]:
+        websockets_client_against_our_server(adapter)
+    for flags in [[], ["--tokio"]]:
+        our_client_against_websockets_server(flags)
     print(f"interop: {passed} passed, {failed} failed")
     return 1 if failed else 0
 

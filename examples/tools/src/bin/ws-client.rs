@@ -2,7 +2,7 @@
 //! comes back, and closes. Handy for poking at a server, and the other half of the interop
 //! test against Python's `websockets` (`scripts/interop-python.py`).
 //!
-//! `ws-client ws://127.0.0.1:9001/ --send hello --send world --deflate`
+//! `ws-client ws://127.0.0.1:9001/ --send hello --send world --deflate [--tokio]`
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -28,12 +28,18 @@ struct Args {
     /// Print the server's handshake response headers.
     #[arg(long)]
     headers: bool,
+    /// Use the tokio adapter (a current-thread runtime) instead of the blocking one.
+    #[arg(long)]
+    tokio: bool,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
     let config =
         Config { deflate: args.deflate.then(DeflateConfig::default), max_message_size: 64 << 20, ..Config::default() };
+    if args.tokio {
+        return run_tokio(args, config);
+    }
     let options =
         ConnectOptions { config: Arc::new(config), subprotocols: args.protocols, ..ConnectOptions::default() };
     let (mut ws, response) = match connect(&args.url, options) {
@@ -87,6 +93,48 @@ fn main() -> ExitCode {
                 eprintln!("ws-client: {e}");
                 return ExitCode::FAILURE;
             }
+        }
+    }
+}
+
+/// `--tokio`: the same exchange on the tokio adapter.
+fn run_tokio(args: Args, config: Config) -> ExitCode {
+    use wsproto_adapters::tokio::{connect, ConnectOptions};
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("ws-client: cannot start the tokio runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let options =
+        ConnectOptions { config: Arc::new(config), subprotocols: args.protocols, ..ConnectOptions::default() };
+    let result: Result<(), String> = runtime.block_on(async {
+        let (mut ws, response) = connect(&args.url, options).await.map_err(|e| e.to_string())?;
+        if args.headers {
+            for header in response.headers() {
+                println!("< {}: {}", header.name, String::from_utf8_lossy(&header.value));
+            }
+        }
+        for text in &args.send {
+            ws.send(Message::Text(text.clone())).await.map_err(|e| format!("send failed: {e}"))?;
+            match ws.recv().await {
+                Some(Ok(Message::Text(reply))) => println!("{reply}"),
+                Some(Ok(Message::Binary(reply))) => println!("<{} bytes of binary>", reply.len()),
+                Some(Err(e)) => return Err(e.to_string()),
+                None => {
+                    let closed = ws.closed().cloned();
+                    return Err(format!("closed by the server: {closed:?}"));
+                }
+            }
+        }
+        ws.close(CloseCode::NORMAL, "").await.map(|_| ()).map_err(|e| format!("close failed: {e}"))
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ws-client: {e}");
+            ExitCode::FAILURE
         }
     }
 }
