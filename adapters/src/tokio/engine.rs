@@ -173,7 +173,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Engine<S> {
         if self.transport != Transport::Open {
             return Err(Error::Closed);
         }
-        self.conn.send(message).map_err(Error::from)
+        self.conn.send(message).map_err(|error| match error {
+            SendError::Closed => Error::Closed,
+            other => Error::Send(other),
+        })
     }
 
     /// The `Sink`'s readiness: the held-back message is queued and the queue is at most at

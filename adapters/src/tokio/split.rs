@@ -79,7 +79,9 @@ pub(super) fn split<S: AsyncRead + AsyncWrite + Unpin>(engine: Engine<S>) -> (Re
 /// The reading half of a split [`WebSocket`]: a [`Stream`] of messages and
 /// [`recv`](Self::recv), with everything the whole does while reading: pongs, keep-alive and
 /// close timers, the peer's close answered and the transport ended. It also writes what the
-/// [`Writer`] queued, so a writer that sleeps does not hold up a pong.
+/// [`Writer`] queued, so a writer that sleeps does not hold up a pong. Keep it polled: the
+/// timers and the answers to the peer run only while it (or, once it is dropped, the writer's
+/// [`close`](Writer::close)) is.
 ///
 /// Cancel-safe as [`WebSocket::recv`].
 pub struct Reader<S> {
