@@ -7,6 +7,7 @@
 
 use std::future::Future;
 use std::io::{self, IoSlice};
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use std::time::Instant;
@@ -18,7 +19,9 @@ use wsproto::{CloseCause, Closed, Connection, Event, HandshakeError, Message, Ro
 use super::Error;
 
 /// How many bytes one read takes from the stream: also what the core may hold of unread
-/// events, since the stream is read only once the events before are taken.
+/// events, since the stream is read only once the events before are taken. The buffer is on
+/// the stack of the poll that reads (what it read goes into the core in the same poll), so an
+/// idle connection holds none.
 pub const READ_BUFFER_SIZE: usize = 16 << 10;
 
 /// How many queued chunks one vectored write hands the stream.
@@ -45,7 +48,6 @@ enum Transport {
 pub(crate) struct Engine<S> {
     pub(crate) stream: S,
     pub(crate) conn: Connection,
-    read_buf: Box<[u8]>,
     /// The timer for the core's next deadline (or the linger deadline), armed when a poll
     /// would otherwise wait without one.
     sleep: Pin<Box<Sleep>>,
@@ -86,7 +88,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Engine<S> {
         Engine {
             stream,
             conn,
-            read_buf: vec![0; READ_BUFFER_SIZE].into_boxed_slice(),
             sleep: Box::pin(::tokio::time::sleep_until(::tokio::time::Instant::now())),
             sleep_at: None,
             closed: None,
@@ -293,17 +294,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Engine<S> {
                 }
                 return Poll::Pending;
             }
-            let mut buf = ReadBuf::new(&mut self.read_buf);
+            let mut storage = [const { MaybeUninit::<u8>::uninit() }; READ_BUFFER_SIZE];
+            let mut buf = ReadBuf::uninit(&mut storage);
             match ready!(Pin::new(&mut self.stream).poll_read(cx, &mut buf)) {
                 Ok(()) if buf.filled().is_empty() => {
                     tracing::debug!("the peer ended its stream");
                     self.eof = true;
                     self.conn.receive_eof(Instant::now());
                 }
-                Ok(()) => {
-                    let n = buf.filled().len();
-                    self.conn.receive(Instant::now(), &self.read_buf[..n]);
-                }
+                Ok(()) => self.conn.receive(Instant::now(), buf.filled()),
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
                 Err(error) => return self.failed(Error::Io(error)),
             }
@@ -368,7 +367,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Engine<S> {
             if self.poll_linger_timer(cx).is_ready() {
                 return Poll::Ready(());
             }
-            let mut buf = ReadBuf::new(&mut self.read_buf);
+            let mut storage = [const { MaybeUninit::<u8>::uninit() }; 4096];
+            let mut buf = ReadBuf::uninit(&mut storage);
             match ready!(Pin::new(&mut self.stream).poll_read(cx, &mut buf)) {
                 Ok(()) if buf.filled().is_empty() => return Poll::Ready(()),
                 Ok(()) => {}
