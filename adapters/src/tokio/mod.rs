@@ -400,6 +400,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         split::split(self.engine)
     }
 
+    /// Runs a connection whose opening handshake was done elsewhere over `stream`: an HTTP
+    /// server's upgrade (e.g. hyper's), where the server sent the 101 response with the header
+    /// fields the core computed and the core starts open. [`Error::Closed`] if `conn` is not
+    /// open; [`Error::StreamingUnsupported`] in streaming mode.
+    pub fn from_open(stream: S, conn: Connection) -> Result<Self, Error> {
+        check_config(conn.config())?;
+        if conn.state() != wsproto::ConnectionState::Open {
+            return Err(Error::Closed);
+        }
+        Ok(WebSocket { engine: Engine::new(stream, conn) })
+    }
+
     pub(crate) fn from_engine(engine: Engine<S>) -> Self {
         WebSocket { engine }
     }
