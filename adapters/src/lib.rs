@@ -13,6 +13,49 @@
 //!   thread.
 //! - `tokio` (feature `tokio`): one connection over any tokio stream as a `Stream` and a
 //!   `Sink` of messages, cancel-safe, splittable into halves for two tasks.
+//!
+//! # tokio
+//!
+//! With the `tokio` feature, `wsproto_adapters::tokio` runs one connection over any
+//! `AsyncRead + AsyncWrite + Unpin` stream (a `TcpStream`, a TLS stream, an HTTP server's
+//! upgraded stream): `accept` / `accept_with` for a server, `connect` / `client` for a client,
+//! then `recv` / `send` / `close` or the `Stream` and `Sink` traits. Pings are answered and the
+//! core's timers run while the application awaits `recv`; every method is cancel-safe;
+//! `split` gives a reader and a writer for two tasks. A server is a task per connection:
+//!
+//! ```
+//! # #[cfg(feature = "tokio")]
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), wsproto_adapters::tokio::Error> {
+//! use std::sync::Arc;
+//! use wsproto::{CloseCode, Config, Message};
+//! use wsproto_adapters::tokio::{accept, connect, ConnectOptions};
+//!
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let url = format!("ws://{}/", listener.local_addr()?);
+//! tokio::spawn(async move {
+//!     let config = Arc::new(Config::default());
+//!     while let Ok((tcp, _)) = listener.accept().await {
+//!         let config = config.clone();
+//!         tokio::spawn(async move {
+//!             let mut ws = accept(tcp, config).await?;
+//!             while let Some(message) = ws.recv().await {
+//!                 ws.send(message?).await?;
+//!             }
+//!             Ok::<_, wsproto_adapters::tokio::Error>(())
+//!         });
+//!     }
+//! });
+//!
+//! let (mut ws, _) = connect(&url, ConnectOptions::default()).await?;
+//! ws.send(Message::Text("hello".into())).await?;
+//! assert_eq!(ws.recv().await.transpose()?, Some(Message::Text("hello".into())));
+//! ws.close(CloseCode::NORMAL, "").await?;
+//! # Ok(())
+//! # }
+//! # #[cfg(not(feature = "tokio"))]
+//! # fn main() {}
+//! ```
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
