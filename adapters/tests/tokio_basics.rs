@@ -303,3 +303,62 @@ async fn connect_refuses_bad_urls() {
     let result = wsproto_adapters::tokio::client(tokio::io::duplex(64).0, streaming, request).await;
     assert!(matches!(result, Err(Error::StreamingUnsupported)));
 }
+
+/// A client whose server accepts TCP but never answers: the handshake timeout ends it.
+async fn client_handshake_timeout() {
+    let (listener, url) = listener().await;
+    let _held = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        drop(tcp);
+    });
+    let config = Arc::new(Config { handshake_timeout: Some(Duration::from_millis(200)), ..Config::default() });
+    let started = Instant::now();
+    let result = connect(&url, ConnectOptions { config, ..Default::default() }).await;
+    assert!(matches!(result, Err(Error::Handshake(wsproto::HandshakeError::Timeout))), "{:?}", result.map(|_| ()));
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+both_flavours!(client_handshake_timeout_on_the_tokio_timer, client_handshake_timeout);
+
+/// The peer breaks the protocol (an unmasked client frame): the stream's last item is
+/// `Error::Ended` with the core's cause, and the peer got the 1002 close.
+async fn protocol_error_ends_with_error() {
+    let (listener, url) = listener().await;
+    let addr = url.trim_start_matches("ws://").trim_end_matches("/test").to_owned();
+    let server = tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        let mut ws = accept(stream, Arc::new(Config::default())).await.unwrap();
+        let first = ws.recv().await;
+        let second = ws.recv().await;
+        (first.map(|r| r.map_err(|e| e.to_string())), second.is_none(), ws.closed().cloned())
+    });
+    let mut tcp = raw_upgrade(&addr).await;
+    tcp.write_all(&[0x81, 0x02, b'h', b'i']).await.unwrap();
+    let mut close = [0u8; 4];
+    tcp.read_exact(&mut close).await.unwrap();
+    assert_eq!(close[0], 0x88, "a close frame");
+    assert_eq!(&close[2..], &[0x03, 0xea], "1002 Protocol Error");
+    drop(tcp);
+    let (first, then_none, closed) = server.await.unwrap();
+    assert!(matches!(first, Some(Err(_))), "{first:?}");
+    assert!(then_none);
+    assert!(matches!(closed.unwrap().cause, CloseCause::Protocol(wsproto::ProtocolError::UnmaskedFrame)));
+}
+both_flavours!(protocol_error_is_the_last_item, protocol_error_ends_with_error);
+
+/// An answer the core refuses (a subprotocol the client did not offer) becomes a 500 and
+/// `Error::Send`; the client sees the 500.
+async fn refused_answer() {
+    let (listener, url) = listener().await;
+    let server = tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        accept_with(stream, Arc::new(Config::default()), |_| Ok(Accept::new().subprotocol("never-offered")))
+            .await
+            .map(|_| ())
+    });
+    let result = connect(&url, ConnectOptions::default()).await;
+    assert!(matches!(result, Err(Error::Rejected { status: 500 })), "{:?}", result.map(|_| ()));
+    let result = server.await.unwrap();
+    assert!(matches!(result, Err(Error::Send(wsproto::SendError::SubprotocolNotOffered(_)))), "{result:?}");
+}
+both_flavours!(refused_answer_is_a_500, refused_answer);
