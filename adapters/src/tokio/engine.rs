@@ -256,9 +256,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Engine<S> {
                         ready!(self.poll_linger_timer(cx));
                         continue;
                     }
-                    // Our last bytes are out (or given up on): shut our side down.
-                    if let Poll::Ready(Err(error)) = Pin::new(&mut self.stream).poll_shutdown(cx) {
-                        tracing::debug!("shutdown failed: {error}");
+                    // Our last bytes are out (or given up on): shut our side down (a TLS
+                    // stream may take more than one poll for its close_notify).
+                    if !self.linger_expired() {
+                        match Pin::new(&mut self.stream).poll_shutdown(cx) {
+                            Poll::Pending => {
+                                ready!(self.poll_linger_timer(cx));
+                                continue;
+                            }
+                            Poll::Ready(Err(error)) => tracing::debug!("shutdown failed: {error}"),
+                            Poll::Ready(Ok(())) => {}
+                        }
                     }
                     self.transport = if self.peer_done() { Transport::Finished } else { Transport::Lingering };
                     if self.transport == Transport::Finished {
