@@ -362,3 +362,20 @@ async fn refused_answer() {
     assert!(matches!(result, Err(Error::Send(wsproto::SendError::SubprotocolNotOffered(_)))), "{result:?}");
 }
 both_flavours!(refused_answer_is_a_500, refused_answer);
+
+/// `feed` queues without writing; the next `recv` writes what was fed before it waits.
+async fn feed_then_recv() {
+    let (listener, url) = listener().await;
+    let server = echo_once(listener, Arc::new(Config::default())).await;
+    let (mut ws, _) = connect(&url, ConnectOptions::default()).await.unwrap();
+    for i in 0..300 {
+        ws.feed(Message::Text(format!("fed {i}"))).await.unwrap();
+    }
+    assert!(ws.connection().queued_bytes() > 0, "fed, not written");
+    for i in 0..300 {
+        assert_eq!(ws.recv().await.unwrap().unwrap(), Message::Text(format!("fed {i}")));
+    }
+    ws.close(CloseCode::NORMAL, "").await.unwrap();
+    server.await.unwrap().unwrap();
+}
+both_flavours!(feed_is_written_by_the_next_recv, feed_then_recv);

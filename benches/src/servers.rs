@@ -22,6 +22,9 @@ pub enum ServerKind {
     /// people run: its limits, and permessage-deflate accepted with the defaults. Only the load
     /// generator's compressed workloads offer it; the others negotiate nothing.
     OursEcho,
+    /// Our tokio adapter with the echo server's config and loop (`echo_server::tokio_echo`), a
+    /// task per connection on a current-thread runtime, as the tokio peers run.
+    OursTokioEcho,
     /// The same with permessage-deflate configured for memory ([`lean_deflate`]).
     OursEchoLean,
     /// mio, read and write back the same bytes: the echo ceiling.
@@ -44,8 +47,9 @@ pub enum ServerKind {
 
 impl ServerKind {
     /// Every kind.
-    pub const ALL: [ServerKind; 10] = [
+    pub const ALL: [ServerKind; 11] = [
         ServerKind::OursEcho,
+        ServerKind::OursTokioEcho,
         ServerKind::OursEchoLean,
         ServerKind::RawEcho,
         ServerKind::TungsteniteEcho,
@@ -61,6 +65,7 @@ impl ServerKind {
     pub fn id(self) -> &'static str {
         match self {
             ServerKind::OursEcho => "ours-echo",
+            ServerKind::OursTokioEcho => "ours-tokio-echo",
             ServerKind::OursEchoLean => "ours-echo-lean",
             ServerKind::RawEcho => "raw-echo",
             ServerKind::TungsteniteEcho => "tungstenite-echo",
@@ -92,6 +97,7 @@ impl ServerKind {
                 ours(addr, ready, Config { deflate: Some(lean_deflate()), ..echo_config() }, Echo)
             }
             ServerKind::OursBroadcast => ours(addr, ready, echo_config(), Broadcast),
+            ServerKind::OursTokioEcho => peers::ours_tokio(addr, ready),
             ServerKind::RawEcho => raw_echo(addr, ready),
             ServerKind::RawBroadcast => raw_broadcast(addr, ready),
             ServerKind::TungsteniteEcho => tungstenite_echo(addr, ready),
@@ -433,6 +439,18 @@ mod peers {
         listener.set_nonblocking(true)?;
         ready(listener.local_addr()?);
         tokio::net::TcpListener::from_std(listener)
+    }
+
+    /// Our tokio adapter: the echo server's task per connection.
+    pub(super) fn ours_tokio(addr: SocketAddr, ready: impl FnOnce(SocketAddr)) -> io::Result<()> {
+        runtime()?.block_on(async move {
+            let listener = bind(addr, ready)?;
+            let config = std::sync::Arc::new(echo_server::echo_config());
+            loop {
+                let (stream, _) = listener.accept().await?;
+                tokio::spawn(echo_server::tokio_echo(stream, config.clone()));
+            }
+        })
     }
 
     /// Echo: tokio-tungstenite's own echo example (`read.forward(write)`, which flushes when

@@ -340,6 +340,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         self.flush().await
     }
 
+    /// Queues a message as [`send`](Self::send) does (waiting while the queue is over the
+    /// high-water mark) without waiting for it to be written: the next [`recv`](Self::recv),
+    /// `send` or [`flush`](Self::flush) writes it, so a loop that answers messages writes its
+    /// answers in batches, once no more input is ready. Call `flush` if nothing follows.
+    ///
+    /// Cancel-safe as `send`: the whole message is queued, or nothing.
+    pub async fn feed(&mut self, message: Message) -> Result<(), Error> {
+        let mut message = Some(message);
+        std::future::poll_fn(|cx| self.engine.poll_queue_message(cx, &mut message)).await
+    }
+
     /// Sends a ping (at most 125 bytes) and writes it out; the pong is handled by the core
     /// (it also keeps the keep-alive timer satisfied).
     pub async fn ping(&mut self, payload: &[u8]) -> Result<(), Error> {

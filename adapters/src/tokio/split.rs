@@ -161,6 +161,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Writer<S> {
         self.flush().await
     }
 
+    /// Queues a message without waiting for it to be written, as [`WebSocket::feed`]; the
+    /// next `send` or `flush` of this half, or the [`Reader`]'s next poll, writes it.
+    pub async fn feed(&mut self, message: Message) -> Result<(), Error> {
+        let mut message = Some(message);
+        std::future::poll_fn(|cx| self.shared.poll(WRITER, cx, |e, cx| e.poll_queue_message(cx, &mut message))).await
+    }
+
     /// Sends a ping (at most 125 bytes) and writes it out.
     pub async fn ping(&mut self, payload: &[u8]) -> Result<(), Error> {
         self.shared.lock().conn.ping(payload)?;

@@ -236,6 +236,8 @@ fn probe(args: &[String]) -> ExitCode {
 enum Series {
     Ours,
     Raw,
+    /// Our tokio adapter (current-thread runtime, a task per connection).
+    OursTokio,
     Fast,
     TokioTung,
     Tung,
@@ -245,9 +247,10 @@ enum Series {
     OursDeflateLean,
 }
 
-const SERIES: [Series; 7] = [
+const SERIES: [Series; 8] = [
     Series::Ours,
     Series::Raw,
+    Series::OursTokio,
     Series::Fast,
     Series::TokioTung,
     Series::Tung,
@@ -261,6 +264,7 @@ impl Series {
             (Series::Ours, _) => "ours (mio adapter)",
             (Series::Raw, false) => "raw TCP (ceiling)",
             (Series::Raw, true) => "raw TCP fan-out (ceiling)",
+            (Series::OursTokio, _) => "ours (tokio adapter)",
             (Series::Fast, _) => "fastwebsockets",
             (Series::TokioTung, _) => "tokio-tungstenite",
             (Series::Tung, _) => "tungstenite (thread/conn)",
@@ -273,6 +277,7 @@ impl Series {
         match self {
             Series::Ours => "ours",
             Series::Raw => "raw",
+            Series::OursTokio => "ours-tokio",
             Series::Fast => "fws",
             Series::TokioTung => "tokio-tung",
             Series::Tung => "tung",
@@ -291,6 +296,7 @@ impl Series {
             Series::Ours | Series::OursDeflate => ServerKind::OursEcho,
             Series::OursDeflateLean => ServerKind::OursEchoLean,
             Series::Raw => ServerKind::RawEcho,
+            Series::OursTokio => ServerKind::OursTokioEcho,
             Series::Fast => ServerKind::FastwebsocketsEcho,
             Series::TokioTung => ServerKind::TokioTungsteniteEcho,
             Series::Tung => ServerKind::TungsteniteEcho,
@@ -303,7 +309,7 @@ impl Series {
             Series::Raw => Some(ServerKind::RawBroadcast),
             Series::Fast => Some(ServerKind::FastwebsocketsBroadcast),
             Series::TokioTung => Some(ServerKind::TokioTungsteniteBroadcast),
-            Series::Tung | Series::OursDeflate | Series::OursDeflateLean => None,
+            Series::Tung | Series::OursTokio | Series::OursDeflate | Series::OursDeflateLean => None,
         }
     }
 }
@@ -625,9 +631,9 @@ fn taskset_works() -> bool {
 fn run(o: &Options, pin: bool) -> io::Result<bool> {
     let started = Instant::now();
     let echo_series: &[Series] = if o.smoke {
-        &[Series::Ours, Series::Raw]
+        &[Series::Ours, Series::Raw, Series::OursTokio]
     } else {
-        &[Series::Ours, Series::Raw, Series::Fast, Series::TokioTung]
+        &[Series::Ours, Series::Raw, Series::OursTokio, Series::Fast, Series::TokioTung]
     };
     let mut servers: HashMap<ServerKind, ServerProc> = HashMap::new();
     let mut start = |kind: ServerKind| -> io::Result<Target> {
@@ -896,6 +902,25 @@ impl Results<'_> {
                 ]);
             }
         }
+        // The tokio adapter against the tokio peers, all on a current-thread runtime.
+        for cell in
+            self.echo.iter().filter(|c| c.label.starts_with("100 × 20 B") || c.label.starts_with("500 × 16 KiB"))
+        {
+            let goals: &[(Series, f64)] = if cell.label.starts_with("100 × 20 B") {
+                &[(Series::TokioTung, 1.3), (Series::Fast, 1.0)]
+            } else {
+                &[(Series::Fast, 1.0)]
+            };
+            for &(theirs, goal) in goals {
+                let r = cell.ratio(Series::OursTokio, theirs);
+                targets.push(vec![
+                    format!("echo {}: ours (tokio) ÷ {}", cell.label, theirs.name(false)),
+                    format!("≥ {goal:.2}×"),
+                    cell.ratio_text(Series::OursTokio, theirs),
+                    check(r.is_some_and(|r| r >= goal)).to_owned(),
+                ]);
+            }
+        }
         for cell in self.echo.iter().filter(|c| c.label.starts_with("100 × 20 B")) {
             let ours = cell.cpu_per_unit(Series::Ours);
             let theirs: Vec<String> = [Series::Raw, Series::Fast, Series::TokioTung]
@@ -934,6 +959,14 @@ impl Results<'_> {
                     "≤ 1024 B/conn".to_owned(),
                     format!("{bytes:.0} B/conn"),
                     check(*bytes <= 1024.0).to_owned(),
+                ]);
+            }
+            if let Some(Ok(bytes)) = idle.per_conn.get(&Series::OursTokio) {
+                targets.push(vec![
+                    format!("idle memory, {} connections, tokio adapter (task included)", idle.conns),
+                    "≤ 4096 B/conn".to_owned(),
+                    format!("{bytes:.0} B/conn"),
+                    check(*bytes <= 4096.0).to_owned(),
                 ]);
             }
         }
@@ -1181,7 +1214,7 @@ impl Results<'_> {
     }
 
     fn chart(&self) -> String {
-        let series = [Series::Ours, Series::Fast, Series::TokioTung, Series::Tung];
+        let series = [Series::Ours, Series::OursTokio, Series::Fast, Series::TokioTung, Series::Tung];
         let names: Vec<&str> = series.iter().map(|s| s.name(false)).collect();
         let groups: Vec<BarGroup> = self
             .echo

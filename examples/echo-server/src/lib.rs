@@ -62,8 +62,10 @@ pub fn blocking_echo(stream: TcpStream, config: Arc<Config>) {
 }
 
 /// Serves one connection on the tokio adapter until it ends: the handshake, then every message
-/// back as it came. A refused echo (the peer's close arrived) does not end the loop: reading on
-/// completes the close handshake and ends the transport.
+/// back as it came. Echoes are fed, not flushed one by one: the next `recv` writes them once no
+/// more input is ready, so pipelined messages are answered in one write. A refused echo (the
+/// peer's close arrived) does not end the loop: reading on completes the close handshake and
+/// ends the transport.
 pub async fn tokio_echo(stream: tokio::net::TcpStream, config: Arc<Config>) {
     let mut ws = match wsproto_adapters::tokio::accept(stream, config).await {
         Ok(ws) => ws,
@@ -71,7 +73,7 @@ pub async fn tokio_echo(stream: tokio::net::TcpStream, config: Arc<Config>) {
     };
     while let Some(message) = ws.recv().await {
         match message {
-            Ok(message) => match ws.send(message).await {
+            Ok(message) => match ws.feed(message).await {
                 Ok(()) | Err(wsproto_adapters::tokio::Error::Closed) => {}
                 Err(e) => return tracing::debug!("connection ended: {e}"),
             },
