@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::SinkExt;
 use tokio::io::DuplexStream;
 use wsproto::{Accept, ClientRequest, CloseCode, Config, Message};
 use wsproto_adapters::tokio::{accept_with, client, WebSocket, READ_BUFFER_SIZE};
