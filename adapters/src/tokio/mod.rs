@@ -203,7 +203,17 @@ pub async fn accept(stream: TcpStream, config: Arc<Config>) -> Result<WebSocket<
 /// too: `Err(response)` answers it, `Ok(_)` answers 426. An answer the core refuses (an
 /// invalid header, a subprotocol the client did not offer) is replaced by a 500 and returned
 /// as [`Error::Send`]. The core's handshake timeout bounds the whole exchange.
-pub async fn accept_with<S, F>(stream: S, config: Arc<Config>, mut decide: F) -> Result<WebSocket<S>, Error>
+pub async fn accept_with<S, F>(stream: S, config: Arc<Config>, decide: F) -> Result<WebSocket<S>, Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    F: FnMut(&Request) -> Result<Accept, HttpResponse>,
+{
+    // The handshake's state lives on the heap only while it runs: a task that goes on to serve
+    // the connection keeps no room for it for the connection's life.
+    Box::pin(server_handshake(stream, config, decide)).await
+}
+
+async fn server_handshake<S, F>(stream: S, config: Arc<Config>, mut decide: F) -> Result<WebSocket<S>, Error>
 where
     S: AsyncRead + AsyncWrite + Unpin,
     F: FnMut(&Request) -> Result<Accept, HttpResponse>,
@@ -282,6 +292,18 @@ pub async fn connect(url: &str, options: ConnectOptions) -> Result<(WebSocket<Tc
 /// already connected), sending `request`. A non-101 answer is [`Error::Rejected`], an invalid
 /// 101 [`Error::Handshake`].
 pub async fn client<S>(
+    stream: S,
+    config: Arc<Config>,
+    request: ClientRequest,
+) -> Result<(WebSocket<S>, Response), Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    // As in `accept_with`: the handshake's state on the heap while it runs.
+    Box::pin(client_handshake(stream, config, request)).await
+}
+
+async fn client_handshake<S>(
     stream: S,
     config: Arc<Config>,
     request: ClientRequest,
