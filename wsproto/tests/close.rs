@@ -166,3 +166,80 @@ fn answers_to_messages_leave_before_the_close_frame_that_followed_them() {
         assert_eq!(frames[1].0, OpCode::Close);
     }
 }
+
+#[test]
+fn closes_of_our_own_carry_their_cause() {
+    // A policy close and a shutdown close: a close handshake, told apart by the cause.
+    for cause in [LocalCause::Policy, LocalCause::Shutdown] {
+        let mut pair = Pair::new(Config::default(), Config::default());
+        pair.server.close_with_cause(CloseCode::POLICY_VIOLATION, "rate limit", cause).unwrap();
+        pair.run();
+        let closed = match pair.server_events.last() {
+            Some(Event::Closed(closed)) => closed.clone(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!((closed.cause, closed.clean), (CloseCause::Local(cause), true));
+        assert_eq!(closed_with(&pair.client_events), (CloseCode::POLICY_VIOLATION, CloseCause::PeerClosed));
+    }
+}
+
+#[test]
+fn abort_for_a_slow_consumer_ends_at_once_without_a_handshake() {
+    let config = Config { max_queued_bytes: 1000, ..Config::default() };
+    let now = Instant::now();
+    let mut server = open_server(config, now);
+    server.send_binary(&[0; 900]).unwrap();
+    assert!(matches!(server.send_binary(&[0; 900]), Err(SendError::QueueFull { .. })));
+    server.abort(now, LocalCause::SlowConsumer);
+    let closed = match drain_events(&mut server).pop() {
+        Some(Event::Closed(closed)) => closed,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!((closed.code, closed.clean), (CloseCode::ABNORMAL, false));
+    assert_eq!(closed.cause, CloseCause::Local(LocalCause::SlowConsumer));
+    assert_eq!(server.queued_bytes(), 0, "nothing left to write: close the transport now");
+    assert!(server.should_close_transport());
+    assert!(server.poll_timeout().is_none());
+    // Harmless again.
+    server.abort(now, LocalCause::Shutdown);
+    assert!(server.poll_event().is_none());
+}
+
+#[test]
+fn a_peer_that_stops_reading_cannot_hold_the_close_open() {
+    // Our close frame is never written: at the close timeout the Closed event says why, and
+    // the queue is dropped so that the transport can close.
+    let now = Instant::now();
+    let mut server = open_server(Config::default(), now);
+    server.send_binary(&[0; 4096]).unwrap();
+    server.close(CloseCode::NORMAL, "bye").unwrap();
+    let deadline = server.poll_timeout().unwrap();
+    assert_eq!(deadline, now + Duration::from_secs(5));
+    server.handle_timeout(deadline);
+    assert_eq!(closed_with(&drain_events(&mut server)), (CloseCode::ABNORMAL, CloseCause::DrainTimeout));
+    assert_eq!(server.queued_bytes(), 0);
+    assert!(server.should_close_transport());
+
+    // The peer closed and we answered, but it does not read the answer: the drain deadline.
+    let mut server = open_server(Config::default(), now);
+    server.send_binary(&[0; 4096]).unwrap();
+    server.receive(now, &client_frame(0x88, &close_payload(1000, "")));
+    assert_eq!(closed_with(&drain_events(&mut server)), (CloseCode::NORMAL, CloseCause::PeerClosed));
+    assert!(server.should_close_transport() && server.queued_bytes() > 0);
+    let deadline = server.poll_timeout().expect("a drain deadline");
+    assert_eq!(deadline, now + Config::default().drain_timeout);
+    server.handle_timeout(deadline);
+    assert_eq!(server.queued_bytes(), 0);
+    assert!(server.poll_timeout().is_none());
+}
+
+#[test]
+fn a_drained_queue_ends_the_drain_deadline() {
+    let now = Instant::now();
+    let mut server = open_server(Config::default(), now);
+    server.receive(now, &client_frame(0x88, &close_payload(1000, "")));
+    let _ = drain_events(&mut server);
+    assert!(server.poll_timeout().is_some());
+    drain_output(&mut server);
+    assert!(server.poll_timeout().is_none());
+}

@@ -11,8 +11,6 @@ use support::*;
 use wsproto::frame::FrameHeader;
 use wsproto::*;
 
-#[cfg(feature = "deflate")]
-
 fn with_deflate(deflate: DeflateConfig) -> Config {
     Config { deflate: Some(deflate), max_message_size: 1 << 20, ..Config::default() }
 }
@@ -239,4 +237,15 @@ fn a_client_refuses_parameters_it_did_not_offer() {
         let (_, cause) = closed_with(&drain_events(&mut client));
         assert!(matches!(cause, CloseCause::Handshake(_)), "{response_extensions}: {cause:?}");
     }
+}
+
+#[test]
+fn wire_len_is_the_compressed_size_where_it_will_be_compressed() {
+    let context_free = DeflateConfig { server_no_context_takeover: true, ..DeflateConfig::default() };
+    let mut pair = pair(context_free.clone(), context_free);
+    let frame = PreparedFrame::text(&"compress me please ".repeat(50));
+    let expected = pair.server.wire_len(&frame);
+    assert!(expected < frame.uncompressed_len() / 4, "{expected} is the compressed size");
+    pair.server.send_prepared(&frame).unwrap();
+    assert_eq!(pair.server.queued_bytes(), expected);
 }

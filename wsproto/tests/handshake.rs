@@ -163,3 +163,34 @@ fn bytes_held_while_the_application_decides_are_bounded() {
     assert!(String::from_utf8(drain_output(&mut server)).unwrap().starts_with("HTTP/1.1 400 "));
     assert_eq!(server.accept(Accept::new()), Err(UsageError::NoPendingRequest));
 }
+
+#[test]
+fn a_server_handshake_timeout_is_answered_with_408() {
+    // Before the head is complete, and while the application sits on a complete request.
+    for input in [&b"GET / HTTP/1.1\r\n"[..], HANDSHAKE] {
+        let now = Instant::now();
+        let mut server = Connection::server(Arc::new(Config::default()), now);
+        server.receive(now, input);
+        let _ = drain_events(&mut server);
+        let deadline = server.poll_timeout().unwrap();
+        server.handle_timeout(deadline);
+        assert_eq!(closed_with(&drain_events(&mut server)).1, CloseCause::Handshake(HandshakeError::Timeout));
+        let out = String::from_utf8(drain_output(&mut server)).unwrap();
+        assert!(out.starts_with("HTTP/1.1 408 "), "{out}");
+        assert!(server.should_close_transport());
+    }
+}
+
+#[test]
+fn a_client_handshake_timeout_just_closes() {
+    let now = Instant::now();
+    let request = OutgoingRequest::new("example.com", "/");
+    let mut client =
+        Connection::client_with_rng(Arc::new(Config::default()), request, now, Box::new(CountingRng(1))).unwrap();
+    drain_output(&mut client);
+    let deadline = client.poll_timeout().unwrap();
+    client.handle_timeout(deadline);
+    assert_eq!(closed_with(&drain_events(&mut client)).1, CloseCause::Handshake(HandshakeError::Timeout));
+    assert_eq!(client.queued_bytes(), 0);
+    assert!(client.should_close_transport());
+}

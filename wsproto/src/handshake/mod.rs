@@ -161,4 +161,12 @@ mod tests {
         assert!(WsUrl::parse("ws://x:99999").is_err());
         assert!(WsUrl::parse("ws://x/#frag").is_err());
     }
+
+    #[test]
+    fn userinfo_is_refused_with_a_message_that_says_so() {
+        for url in ["ws://user:pw@host/", "wss://user@host:443/chat", "ws://@host"] {
+            let error = WsUrl::parse(url).unwrap_err();
+            assert!(error.contains("userinfo"), "{url}: {error}");
+        }
+    }
 }

@@ -31,6 +31,10 @@ impl WsUrl {
             Some(i) => (&rest[..i], rest[i..].to_owned()),
             None => (rest, "/".to_owned()),
         };
+        if authority.contains('@') {
+            // RFC 6455 §3 has no userinfo, and a client would otherwise drop it silently.
+            return Err("URL must not contain userinfo (user:password@): send credentials in a header");
+        }
         let default_port = if secure { 443 } else { 80 };
         let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
             let (host, after) = v6.split_once(']').ok_or("unclosed [ in host")?;
@@ -46,7 +50,7 @@ impl WsUrl {
                 None => (authority.to_owned(), default_port),
             }
         };
-        if host.is_empty() || host.contains('@') {
+        if host.is_empty() {
             return Err("invalid host");
         }
         Ok(WsUrl { secure, host, port, target })
