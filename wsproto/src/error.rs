@@ -198,22 +198,3 @@ pub enum SendError {
     #[error(transparent)]
     Usage(#[from] UsageError),
 }
-
-/// [`Connection::send`](crate::Connection::send) or
-/// [`send_uncompressed`](crate::Connection::send_uncompressed) failed: why, and the message
-/// itself, handed back so that the caller can retry it (after backpressure) without a copy.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{error}")]
-pub struct MessageNotSent {
-    /// Why it was not sent.
-    pub error: SendError,
-    /// The message, untouched.
-    pub message: crate::event::Message,
-}
-
-impl MessageNotSent {
-    /// The message, to retry or drop.
-    pub fn into_message(self) -> crate::event::Message {
-        self.message
-    }
-}

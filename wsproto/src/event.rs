@@ -1,7 +1,7 @@
 //! What a connection reports to the application.
 
 use crate::close::CloseCode;
-use crate::error::{HandshakeError, ProtocolError};
+use crate::error::{HandshakeError, ProtocolError, SendError};
 use crate::handshake::{Request, Response};
 
 /// Something that happened on a connection, from [`Connection::poll_event`](crate::Connection::poll_event).
@@ -202,4 +202,23 @@ pub enum LocalCause {
     Policy,
     /// The server (or client) is shutting down. Usually with code 1001 (going away).
     Shutdown,
+}
+
+/// [`Connection::send`](crate::Connection::send) or
+/// [`send_uncompressed`](crate::Connection::send_uncompressed) failed: why, and the message
+/// itself, handed back so that the caller can retry it (after backpressure) without a copy.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{error}")]
+pub struct MessageNotSent {
+    /// Why it was not sent.
+    pub error: SendError,
+    /// The message, untouched.
+    pub message: Message,
+}
+
+impl MessageNotSent {
+    /// The message, to retry or drop.
+    pub fn into_message(self) -> Message {
+        self.message
+    }
 }

@@ -114,8 +114,8 @@ pub mod utf8;
 pub use close::{CloseCode, MAX_CLOSE_REASON};
 pub use config::{Config, KeepAlive, OriginPolicy, ReceiveMode, SubprotocolPolicy};
 pub use connection::{Connection, ConnectionState, MAX_INFLATED_CHUNK};
-pub use error::{HandshakeError, MessageNotSent, ProtocolError, SendError, UsageError};
-pub use event::{CloseCause, Closed, Event, LocalCause, Message, MessageKind};
+pub use error::{HandshakeError, ProtocolError, SendError, UsageError};
+pub use event::{CloseCause, Closed, Event, LocalCause, Message, MessageKind, MessageNotSent};
 pub use frame::{HeaderError, PreparedFrame};
 pub use handshake::{
     accept_key, Accept, ExtensionOffer, Header, OutgoingRequest, OutgoingResponse, Request, Response, WsUrl,

@@ -6,8 +6,8 @@ use bytes::Bytes;
 
 use super::{Connection, State};
 use crate::close::{CloseCode, MAX_CLOSE_REASON};
-use crate::error::{MessageNotSent, SendError, UsageError};
-use crate::event::{Message, MessageKind};
+use crate::error::{SendError, UsageError};
+use crate::event::{Message, MessageKind, MessageNotSent};
 use crate::frame::{FrameHeader, OpCode, PreparedFrame, MAX_CONTROL_PAYLOAD, RSV1};
 use crate::outgoing::OutQueue;
 use crate::random::RandomSource;

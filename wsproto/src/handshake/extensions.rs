@@ -1,5 +1,5 @@
 //! `Sec-WebSocket-Extensions` offers and answers (RFC 6455 §9.1); which extension is agreed is
-//! decided by the extension itself (permessage-deflate: `crate::deflate`).
+//! decided by the extension itself (permessage-deflate, in the `deflate` module).
 
 use super::head::{is_token, Header};
 
