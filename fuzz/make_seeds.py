@@ -3,7 +3,7 @@
 
 Seeds are named with readable names that start with a letter from g to z: the root .gitignore
 ignores corpus files starting with a hex digit (libFuzzer names its finds by SHA-1).
-Input layouts are documented in src/harness.rs (RawInput::parse, handshake).
+Input layouts are documented in harness/src/lib.rs (RawInput::parse, handshake).
 Run from anywhere: python3 fuzz/make_seeds.py
 """
 import base64

@@ -6,7 +6,8 @@
 # Installs what is missing first: Debian's chromium + chromium-driver (apt-get), the npm
 # packages of examples/chat/e2e (npm ci, from the committed package-lock.json; no browser
 # download), and the release build of the chat server. Then runs examples/chat/e2e/e2e.mjs,
-# which prints `e2e: N passed, M failed` last and writes docs/chat.png and docs/chat-phone.png.
+# which prints `e2e: N passed, M failed` last and writes examples/chat/screenshots/chat.png and
+# chat-phone.png.
 # Set CHAT_BIN to test another server binary (the build is then skipped), CHROMIUM for
 # another browser binary, E2E_TIMEOUT_MS for the whole-test limit (default 90000).
 set -euo pipefail

@@ -2,23 +2,16 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use wsproto::{Accept, CloseCode, Closed, Config, HttpResponse, Message, PreparedFrame, Request, SubprotocolPolicy};
 use wsproto_adapters::blocking::{connect, ConnectOptions, Error, Incoming, WebSocket};
-use wsproto_adapters::server::{ConnId, Context, Handle, Handler, Server, ServerOptions};
+use wsproto_adapters::mio::{ConnId, Context, Handle, Handler, Server, ServerOptions};
 
 fn watchdog() {
-    static START: Once = Once::new();
-    START.call_once(|| {
-        std::thread::spawn(|| {
-            std::thread::sleep(Duration::from_secs(120));
-            eprintln!("mio server tests: watchdog fired after 120 s");
-            std::process::exit(101);
-        });
-    });
+    wsproto_testkit::process_watchdog("mio server tests", Duration::from_secs(120));
 }
 
 /// What the test handler saw, shared with the test thread.
@@ -35,6 +28,9 @@ struct TestHandler {
 }
 
 impl Handler for TestHandler {
+    type State = ();
+    type Command = ();
+
     fn on_request(&mut self, _ctx: &mut Context, _id: ConnId, request: &Request) -> Result<Accept, HttpResponse> {
         if request.path() == "/private" {
             return Err(HttpResponse::new(401).text("no\n"));
@@ -68,7 +64,7 @@ impl Handler for TestHandler {
         }
     }
 
-    fn on_close(&mut self, _ctx: &mut Context, id: ConnId, closed: &Closed) {
+    fn on_close(&mut self, _ctx: &mut Context, id: ConnId, _state: (), closed: &Closed) {
         self.seen.lock().unwrap().closed.push((id, closed.clone()));
     }
 }
@@ -124,6 +120,14 @@ fn next_message(ws: &mut WebSocket<TcpStream>) -> Message {
             Incoming::Message(message) => return message,
             Incoming::Closed(closed) => panic!("closed: {closed:?}"),
             _ => {}
+        }
+    }
+}
+
+fn read_until_closed(ws: &mut WebSocket<TcpStream>) -> Closed {
+    loop {
+        if let Incoming::Closed(closed) = ws.read().expect("read") {
+            return closed;
         }
     }
 }
@@ -348,4 +352,223 @@ fn tungstenite_client_interoperates() {
             Err(e) => panic!("tungstenite saw {e}"),
         }
     }
+}
+
+/// Per-connection state kept by the loop: a name, a message count, a streamed message being
+/// assembled.
+struct Member {
+    name: String,
+    count: u32,
+    assembling: Vec<u8>,
+    chunks: u32,
+}
+
+/// Commands other threads send to [`Room`].
+enum RoomCommand {
+    Rename(ConnId, String),
+    /// Tells every member its name and count.
+    Roll,
+}
+
+/// A handler with typed state and commands, in streaming or message mode: `"count"` answers
+/// how many messages the connection sent, `"names"` the sorted names of everyone; a streamed
+/// message is answered with its size in bytes and chunks once it is whole.
+struct Room {
+    closed: Arc<Mutex<Vec<(String, u32)>>>,
+    opened: Arc<Mutex<Vec<ConnId>>>,
+}
+
+impl Handler for Room {
+    type State = Member;
+    type Command = RoomCommand;
+
+    fn on_open(&mut self, ctx: &mut Context<Member>, id: ConnId) -> Member {
+        self.opened.lock().unwrap().push(id);
+        let name = ctx.request(id).map_or("?", |r| r.path()).trim_start_matches('/').to_owned();
+        Member { name, count: 0, assembling: Vec::new(), chunks: 0 }
+    }
+
+    fn on_message(&mut self, ctx: &mut Context<Member>, id: ConnId, message: Message) {
+        let Some(member) = ctx.state_mut(id) else { return };
+        member.count += 1;
+        let count = member.count;
+        match message {
+            Message::Text(text) if text == "count" => {
+                let _ = ctx.send_text(id, &count.to_string());
+            }
+            Message::Text(text) if text.starts_with("to:") => {
+                // "to:NAME:TEXT" reaches the members called NAME.
+                let (name, text) = text[3..].split_once(':').unwrap_or(("", ""));
+                let sent = ctx.broadcast_to(&PreparedFrame::text(text), |_, m| m.name == name);
+                let _ = ctx.send_text(id, &format!("sent {sent}"));
+            }
+            Message::Text(text) if text == "names" => {
+                let mut names: Vec<_> = ctx.states().map(|(_, m)| m.name.clone()).collect();
+                names.sort();
+                let _ = ctx.send_text(id, &names.join(","));
+            }
+            Message::Text(_) => {}
+            Message::Binary(data) => {
+                let _ = ctx.send_binary(id, &data);
+            }
+        }
+    }
+
+    fn on_chunk(
+        &mut self,
+        ctx: &mut Context<Member>,
+        id: ConnId,
+        kind: wsproto::MessageKind,
+        data: Vec<u8>,
+        first: bool,
+        last: bool,
+    ) {
+        let Some(member) = ctx.state_mut(id) else { return };
+        if first {
+            member.assembling.clear();
+            member.chunks = 0;
+        }
+        member.assembling.extend_from_slice(&data);
+        member.chunks += 1;
+        if last {
+            let answer = format!("{kind:?} {} {}", member.assembling.len(), member.chunks);
+            let whole = std::mem::take(&mut member.assembling);
+            let _ = ctx.send_text(id, &answer);
+            let _ = ctx.send_binary(id, &whole);
+        }
+    }
+
+    fn on_command(&mut self, ctx: &mut Context<Member>, command: RoomCommand) {
+        match command {
+            RoomCommand::Rename(id, name) => {
+                if let Some(member) = ctx.state_mut(id) {
+                    member.name = name;
+                }
+            }
+            RoomCommand::Roll => {
+                let roll: Vec<_> = ctx.states().map(|(id, m)| (id, format!("{}={}", m.name, m.count))).collect();
+                for (id, line) in roll {
+                    let _ = ctx.send_text(id, &line);
+                }
+            }
+        }
+    }
+
+    fn on_close(&mut self, _ctx: &mut Context<Member>, _id: ConnId, member: Member, _closed: &Closed) {
+        self.closed.lock().unwrap().push((member.name, member.count));
+    }
+}
+
+/// A running [`Room`] server and what its handler shares with the test.
+struct RunningRoom {
+    addr: SocketAddr,
+    handle: Handle<RoomCommand>,
+    /// The (name, message count) states handed to `on_close`.
+    closed: Arc<Mutex<Vec<(String, u32)>>>,
+    opened: Arc<Mutex<Vec<ConnId>>>,
+    thread: JoinHandle<Room>,
+}
+
+fn start_room(config: Config) -> RunningRoom {
+    watchdog();
+    let options = ServerOptions { config: Arc::new(config), ..ServerOptions::default() };
+    let server = Server::bind("127.0.0.1:0".parse().unwrap(), options).expect("bind");
+    let addr = server.local_addr().unwrap();
+    let handle = server.handle();
+    let closed = Arc::new(Mutex::new(Vec::new()));
+    let opened = Arc::new(Mutex::new(Vec::new()));
+    let room = Room { closed: closed.clone(), opened: opened.clone() };
+    let thread = std::thread::spawn(move || server.run(room).expect("server loop"));
+    RunningRoom { addr, handle, closed, opened, thread }
+}
+
+#[test]
+fn per_connection_state_lives_in_the_loop_and_comes_back_at_close() {
+    let RunningRoom { addr, handle, closed, thread, .. } = start_room(Config::default());
+    let mut alice = client(&format!("ws://{addr}/alice"));
+    let mut bob = client(&format!("ws://{addr}/bob"));
+    alice.send_text("hi").unwrap();
+    alice.send_text("count").unwrap();
+    assert_eq!(next_message(&mut alice), Message::Text("2".into()));
+    bob.send_text("names").unwrap();
+    assert_eq!(next_message(&mut bob), Message::Text("alice,bob".into()));
+    bob.send_text("to:alice:psst").unwrap();
+    assert_eq!(next_message(&mut bob), Message::Text("sent 1".into()));
+    assert_eq!(next_message(&mut alice), Message::Text("psst".into()));
+    bob.send_binary(b"\x00\x01").unwrap();
+    assert_eq!(next_message(&mut bob), Message::Binary(vec![0, 1]));
+    bob.close(CloseCode::NORMAL, "").unwrap();
+    assert!(matches!(bob.read().unwrap(), Incoming::Closed(_)));
+    wait_until("bob's close", || closed.lock().unwrap().len() == 1);
+    assert_eq!(closed.lock().unwrap()[0], ("bob".to_owned(), 3));
+    handle.shutdown().unwrap();
+    assert!(matches!(read_until_closed(&mut alice).code, CloseCode::GOING_AWAY));
+    thread.join().unwrap();
+    assert_eq!(closed.lock().unwrap()[1], ("alice".to_owned(), 2));
+}
+
+#[test]
+fn application_commands_from_other_threads_change_state_on_the_loop() {
+    let RunningRoom { addr, handle, opened, thread, .. } = start_room(Config::default());
+    let mut alice = client(&format!("ws://{addr}/alice"));
+    alice.send_text("names").unwrap();
+    assert_eq!(next_message(&mut alice), Message::Text("alice".into()));
+    let id = opened.lock().unwrap()[0];
+    let remote = handle.clone();
+    std::thread::spawn(move || {
+        remote.command(RoomCommand::Rename(id, "carol".into())).unwrap();
+        remote.command(RoomCommand::Roll).unwrap();
+    })
+    .join()
+    .unwrap();
+    assert_eq!(next_message(&mut alice), Message::Text("carol=1".into()));
+    // Application commands and the built-in ones run in the order they were submitted.
+    handle.send(id, Message::Text("first".into())).unwrap();
+    handle.command(RoomCommand::Roll).unwrap();
+    assert_eq!(next_message(&mut alice), Message::Text("first".into()));
+    assert_eq!(next_message(&mut alice), Message::Text("carol=1".into()));
+    handle.shutdown().unwrap();
+    read_until_closed(&mut alice);
+    thread.join().unwrap();
+}
+
+#[test]
+fn streamed_messages_reach_on_chunk_whole() {
+    let config = Config { receive_mode: wsproto::ReceiveMode::Streaming, ..Config::default() };
+    let RunningRoom { addr, handle, thread, .. } = start_room(config);
+    let mut ws = client(&format!("ws://{addr}/s"));
+    let payload: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+    ws.send_binary(&payload).unwrap();
+    let Message::Text(summary) = next_message(&mut ws) else { panic!("expected the summary") };
+    let mut parts = summary.split(' ');
+    assert_eq!(parts.next(), Some("Binary"));
+    assert_eq!(parts.next(), Some("300000"));
+    assert!(parts.next().unwrap().parse::<u32>().unwrap() >= 1);
+    assert_eq!(next_message(&mut ws), Message::Binary(payload));
+    // Fragments of a text message arrive as chunks of one message too.
+    ws.send_fragment(wsproto::MessageKind::Text, b"hel", false).unwrap();
+    ws.send_fragment(wsproto::MessageKind::Text, b"lo", true).unwrap();
+    let Message::Text(summary) = next_message(&mut ws) else { panic!("expected the summary") };
+    assert!(summary.starts_with("Text 5 "), "{summary}");
+    assert_eq!(next_message(&mut ws), Message::Binary(b"hello".to_vec()));
+    handle.shutdown().unwrap();
+    read_until_closed(&mut ws);
+    thread.join().unwrap();
+}
+
+#[test]
+fn a_handler_without_on_chunk_closes_a_streamed_message_with_1011() {
+    let config = Config { receive_mode: wsproto::ReceiveMode::Streaming, ..Config::default() };
+    let server = start(ServerOptions { config: Arc::new(config), ..ServerOptions::default() });
+    let mut ws = client(&server.url("/"));
+    ws.send_text("dropped?").unwrap();
+    let closed = loop {
+        match ws.read().expect("read") {
+            Incoming::Closed(closed) => break closed,
+            Incoming::Message(message) => panic!("a streamed message came back whole: {message:?}"),
+            _ => {}
+        }
+    };
+    assert_eq!(closed.code, CloseCode::INTERNAL_ERROR);
+    wait_until("on_close", || server.seen.lock().unwrap().closed.len() == 1);
 }

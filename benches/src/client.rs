@@ -7,7 +7,7 @@
 //! connection is compared byte for byte with what was sent.
 //!
 //! A connection may offer permessage-deflate (RFC 7692). Its requests stay pre-encoded (see
-//! [`Template::compressed`]); the server's compressed replies are inflated with one context per
+//! `Template::compressed`); the server's compressed replies are inflated with one context per
 //! connection, kept across messages, and every one is compared with what was sent.
 
 use std::collections::VecDeque;

@@ -9,15 +9,18 @@ use std::io::{self, ErrorKind, Read, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use echo_server::{echo_config, Echo};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use wsproto::{Config, DeflateConfig, Message, PreparedFrame};
-use wsproto_adapters::server::{ConnId, Context, Handler, Server, ServerOptions};
+use wsproto_adapters::mio::{ConnId, Context, Handler, Server, ServerOptions};
 
 /// Which server to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ServerKind {
-    /// Our mio adapter with the echo example's handler and limits.
+    /// Our mio adapter with the echo server's handler and config ([`echo_server`]), the server
+    /// people run: its limits, and permessage-deflate accepted with the defaults. Only the load
+    /// generator's compressed workloads offer it; the others negotiate nothing.
     OursEcho,
     /// The same with permessage-deflate configured for memory ([`lean_deflate`]).
     OursEchoLean,
@@ -100,34 +103,15 @@ impl ServerKind {
     }
 }
 
-/// The echo example's config (`examples/src/bin/echo-server.rs`), so that the server measured
-/// is the one people run: its limits, and permessage-deflate accepted with the defaults
-/// (context takeover both ways, 15-bit windows, level 6, messages under 32 bytes sent as they
-/// are). Only the load generator's compressed workloads offer it; the others negotiate nothing.
-pub fn echo_config() -> Config {
-    Config {
-        max_frame_size: 64 << 20,
-        max_message_size: 64 << 20,
-        max_fragments: 1 << 20,
-        max_queued_bytes: 256 << 20,
-        deflate: Some(DeflateConfig::default()),
-        ..Config::default()
-    }
-}
-
-/// The echo example's handler: every message goes back as it came.
-pub struct Echo;
-
-impl Handler for Echo {
-    fn on_message(&mut self, ctx: &mut Context, id: ConnId, message: Message) {
-        let _ = ctx.send(id, message);
-    }
-}
-
 /// Every message is encoded once and queued on every open connection, the sender included.
 pub struct Broadcast;
 
 impl Handler for Broadcast {
+    type State = ();
+    type Command = ();
+
+    fn on_open(&mut self, _: &mut Context, _: ConnId) {}
+
     fn on_message(&mut self, ctx: &mut Context, _id: ConnId, message: Message) {
         ctx.broadcast(&PreparedFrame::message(&message));
     }

@@ -1,9 +1,9 @@
 #![no_main]
-//! See `fuzz/README.md` and `src/harness.rs`.
+//! See `fuzz/README.md` and `harness/src/lib.rs`.
 
 use libfuzzer_sys::fuzz_target;
 use wsproto::Role;
-use wsproto_fuzz::harness::{self, CountingAlloc};
+use wsproto_fuzz_harness::{self as harness, CountingAlloc};
 
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;

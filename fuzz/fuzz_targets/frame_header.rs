@@ -1,6 +1,6 @@
 #![no_main]
-//! See `fuzz/README.md` and `src/harness.rs`.
+//! See `fuzz/README.md` and `harness/src/lib.rs`.
 
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| wsproto_fuzz::harness::frame_header(data));
+fuzz_target!(|data: &[u8]| wsproto_fuzz_harness::frame_header(data));

@@ -3,8 +3,8 @@
 //
 // Starts target/release/chat on a free port (CHAT_BIN overrides the path),
 // drives four real pages through playwright-core with the system Chromium
-// (CHROMIUM overrides /usr/bin/chromium), and writes docs/chat.png and
-// docs/chat-phone.png. Prints `e2e: N passed, M failed` last and exits 0 only
+// (CHROMIUM overrides /usr/bin/chromium), and writes screenshots/chat.png and
+// screenshots/chat-phone.png beside it. Prints `e2e: N passed, M failed` last and exits 0 only
 // when nothing failed. Never waits with fixed sleeps: every wait is an
 // auto-waiting locator or waitForFunction with a timeout, and the whole run is
 // bounded by E2E_TIMEOUT_MS (default 90 s).
@@ -22,7 +22,7 @@ const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, '..', '..', '..');
 const CHAT_BIN = process.env.CHAT_BIN || path.join(ROOT, 'target', 'release', 'chat');
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const DOCS = path.join(ROOT, 'docs');
+const SCREENSHOTS = path.resolve(HERE, '..', 'screenshots');
 const TOTAL_TIMEOUT_MS = Number(process.env.E2E_TIMEOUT_MS) || 90_000;
 const WAIT_MS = 15_000; // any single wait
 const START_MS = 20_000; // server start-up and browser launch
@@ -401,18 +401,18 @@ async function run() {
     assert(problems.length === 0, problems.join('; '));
   });
 
-  fs.mkdirSync(DOCS, { recursive: true });
-  await check('screenshot of bob’s page (1200x800) to docs/chat.png', async () => {
+  fs.mkdirSync(SCREENSHOTS, { recursive: true });
+  await check('screenshot of bob’s page (1200x800) to screenshots/chat.png', async () => {
     // Blur the composer so no caret blinks into the picture.
     await b.evaluate(() => document.activeElement?.blur());
-    await b.screenshot({ path: path.join(DOCS, 'chat.png'), animations: 'disabled', caret: 'hide' });
+    await b.screenshot({ path: path.join(SCREENSHOTS, 'chat.png'), animations: 'disabled', caret: 'hide' });
   });
   if (dave) {
-    await check('phone screenshot of dave’s page (390x844) to docs/chat-phone.png', async () => {
+    await check('phone screenshot of dave’s page (390x844) to screenshots/chat-phone.png', async () => {
       await dave.evaluate(() => document.activeElement?.blur());
       const width = await dave.evaluate(() => document.documentElement.scrollWidth);
       assert(width <= 390, `the phone page is ${width}px wide: it scrolls sideways`);
-      await dave.screenshot({ path: path.join(DOCS, 'chat-phone.png'), animations: 'disabled', caret: 'hide' });
+      await dave.screenshot({ path: path.join(SCREENSHOTS, 'chat-phone.png'), animations: 'disabled', caret: 'hide' });
     });
   }
 }

@@ -1,6 +1,8 @@
-//! The fuzz harness shared by every target and by `wsproto/tests/fuzz_regressions.rs`, which
-//! includes this file with `#[path]`: it depends on `std` and `wsproto` only (and, under the
-//! `deflate` feature, on `flate2`, which wsproto's own `deflate` feature brings).
+//! The fuzz harness shared by every cargo-fuzz target in `fuzz/` and by this crate's
+//! `tests/fuzz_regressions.rs`, which replays the seeds and findings on stable: it depends on
+//! `std` and `wsproto` only (and, under the `deflate` feature, on `flate2`, which wsproto's own
+//! `deflate` feature brings). The structure-aware scenario of the `frame_sequence` target is
+//! [`scenario`].
 //!
 //! A [`Harness`] drives one [`Connection`] the way an adapter would (feed input, drain events,
 //! answer requests, write the outgoing queue, fire timers; or, holding events, like an
@@ -41,6 +43,8 @@ use wsproto::{
     HttpResponse, KeepAlive, Message, MessageKind, OriginPolicy, ProtocolError, RandomSource, ReceiveMode, Role,
     SubprotocolPolicy, MAX_CLOSE_REASON,
 };
+
+pub mod scenario;
 
 // ---------------------------------------------------------------------------------------------
 // Memory accounting
@@ -337,7 +341,7 @@ pub fn inflation_factor(config: &Config) -> usize {
 
 /// What inflated data may be out at once beyond one message: nothing, except with
 /// permessage-deflate in streaming mode, one chunk (input is processed no further until the
-/// application took it; `inflation_per_read_is_bounded` in wsproto/tests/fuzz_regressions.rs).
+/// application took it; `inflation_per_read_is_bounded` in tests/fuzz_regressions.rs).
 pub fn inflated_chunk(config: &Config) -> usize {
     #[cfg(feature = "deflate")]
     if config.deflate.is_some() {

@@ -4,8 +4,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use chat::ChatOptions;
 use clap::Parser;
-use wsproto_examples::chat::{self, ChatOptions};
 
 #[derive(Debug, Parser)]
 #[command(about = "WebSocket chat server with a browser client and a shared drawing board")]
@@ -38,7 +38,7 @@ struct Args {
 
 fn main() -> std::io::Result<()> {
     let args = Args::parse();
-    wsproto_examples::init_logging(args.verbose);
+    example_logging::init(args.verbose);
     let options = ChatOptions {
         addr: args.addr,
         origins: args.origins,

@@ -47,7 +47,7 @@ fn autobahn_config() -> Config {
 fn main() -> ExitCode {
     let args = Args::parse();
     if args.verbose > 1 {
-        wsproto_examples::init_logging(args.verbose - 1);
+        example_logging::init(args.verbose - 1);
     }
     let base = args.url.unwrap_or_else(|| {
         format!("ws://127.0.0.1:{}", std::env::var("AUTOBAHN_PORT").unwrap_or_else(|_| "9001".into()))

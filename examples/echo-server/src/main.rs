@@ -1,5 +1,4 @@
-//! An echo server, the Autobahn conformance target: every text and binary message is sent
-//! back as it came.
+//! The echo server's command line (the config and handler are the library, `lib.rs`).
 //!
 //! `echo-server --addr 127.0.0.1:9001 --adapter mio` serves every connection on one mio
 //! thread; `--adapter blocking` runs a thread per connection over the blocking adapter.
@@ -8,8 +7,8 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 
 use clap::{Parser, ValueEnum};
-use wsproto::{Config, DeflateConfig, Message};
-use wsproto_adapters::server::{ConnId, Context, Handler, Server, ServerOptions};
+use echo_server::{blocking_echo, echo_config, Echo};
+use wsproto_adapters::mio::{Server, ServerOptions};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Adapter {
@@ -33,30 +32,9 @@ struct Args {
     verbose: u8,
 }
 
-/// Limits large enough for Autobahn's biggest cases (16 MiB messages, 4 MiB in 64-byte
-/// fragments); the defaults suit a public server better.
-fn echo_config() -> Config {
-    Config {
-        max_frame_size: 64 << 20,
-        max_message_size: 64 << 20,
-        max_fragments: 1 << 20,
-        max_queued_bytes: 256 << 20,
-        deflate: Some(DeflateConfig::default()),
-        ..Config::default()
-    }
-}
-
-struct Echo;
-
-impl Handler for Echo {
-    fn on_message(&mut self, ctx: &mut Context, id: ConnId, message: Message) {
-        let _ = ctx.send(id, message);
-    }
-}
-
 fn main() -> std::io::Result<()> {
     let args = Args::parse();
-    wsproto_examples::init_logging(args.verbose);
+    example_logging::init(args.verbose);
     let config = Arc::new(echo_config());
     match args.adapter {
         Adapter::Mio => {
@@ -82,24 +60,4 @@ fn main() -> std::io::Result<()> {
         }
     }
     Ok(())
-}
-
-fn blocking_echo(stream: std::net::TcpStream, config: Arc<Config>) {
-    use wsproto_adapters::blocking::{accept, Incoming};
-    let mut ws = match accept(stream, config) {
-        Ok(ws) => ws,
-        Err(e) => return tracing::debug!("handshake failed: {e}"),
-    };
-    loop {
-        match ws.read() {
-            Ok(Incoming::Message(message)) => {
-                if ws.send(message).is_err() {
-                    return;
-                }
-            }
-            Ok(Incoming::Closed(closed)) => return tracing::debug!("closed: {closed:?}"),
-            Ok(_) => {}
-            Err(e) => return tracing::debug!("connection ended: {e}"),
-        }
-    }
 }

@@ -1,17 +1,17 @@
 //! The structure-aware `frame_sequence` target: a sequence of operations (peer frames encoded
 //! for real, timer jumps, end of file, application commands, slow writes) played against an
-//! open server or client connection through the [`Harness`](crate::harness::Harness), once
+//! open server or client connection through the [`Harness`], once
 //! with the peer's bytes in the pieces the scenario chooses and once whole, and compared.
 //!
-//! Like `harness.rs`, this file is also included by `wsproto/tests/fuzz_regressions.rs`, where
-//! the `arbitrary` feature is off: regression scenarios there are written as Rust values.
+//! The replays in this crate's `tests/fuzz_regressions.rs` build without the `arbitrary`
+//! feature: regression scenarios there are written as Rust values.
 
 use std::time::Duration;
 
-use crate::harness::{compare_runs, Drain, Harness, Mode, Record};
+use crate::{compare_runs, Drain, Harness, Mode, Record};
 use wsproto::{Message, MessageKind};
 
-/// One fuzz case: the config flags (see [`crate::harness::config`]), the role under test, the
+/// One fuzz case: the config flags (see [`crate::config`]), the role under test, the
 /// application's handshake behaviour (see [`Mode`]; rejection is masked off so that the
 /// connection opens) and the operations.
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
@@ -27,7 +27,10 @@ pub struct Scenario {
     pub ops: Vec<Op>,
 }
 
-/// A frame opcode the peer uses.
+/// A frame opcode the peer uses: the variants of [`wsproto::frame::OpCode`], in its order, with
+/// its `as_u8`, so that when wsproto derives `arbitrary::Arbitrary` for `OpCode` (its
+/// `arbitrary` feature) this enum becomes `pub use wsproto::frame::OpCode as Kind;` and the
+/// committed `frame_sequence` corpus decodes as before.
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -46,7 +49,8 @@ pub enum Kind {
 }
 
 impl Kind {
-    fn opcode(self) -> u8 {
+    /// The 4-bit wire value.
+    pub fn as_u8(self) -> u8 {
         match self {
             Kind::Continuation => 0x0,
             Kind::Text => 0x1,
@@ -484,8 +488,8 @@ pub fn execute(scenario: &Scenario, chunked: bool) -> Record {
     for op in &scenario.ops {
         let read = if chunked { piece } else { 0 };
         match op {
-            Op::Frame { kind, fin, payload, oddity } => wire.frame(kind.opcode(), *fin, payload, *oddity),
-            Op::Big { kind, fin, len, byte } => wire.frame(kind.opcode(), *fin, &vec![*byte; usize::from(*len)], None),
+            Op::Frame { kind, fin, payload, oddity } => wire.frame(kind.as_u8(), *fin, payload, *oddity),
+            Op::Big { kind, fin, len, byte } => wire.frame(kind.as_u8(), *fin, &vec![*byte; usize::from(*len)], None),
             Op::Fragmented { text, data, cuts, controls } => {
                 let bytes = data.as_bytes();
                 let points = cut_points(cuts, bytes.len());
@@ -520,7 +524,7 @@ pub fn execute(scenario: &Scenario, chunked: bool) -> Record {
             }
             Op::PeerBurst { count, kind, len } => {
                 for _ in 0..*count {
-                    wire.frame(kind.opcode(), true, &vec![b'p'; usize::from(*len)], None);
+                    wire.frame(kind.as_u8(), true, &vec![b'p'; usize::from(*len)], None);
                 }
             }
             Op::Raw(bytes) => wire.raw(bytes),

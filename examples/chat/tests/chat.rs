@@ -1,27 +1,15 @@
 //! The chat server end to end over loopback, driven by the project's own blocking client.
 
 use std::net::{SocketAddr, TcpStream};
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use chat::ChatOptions;
 use serde_json::{json, Value};
 use wsproto::{CloseCode, Config, Message};
 use wsproto_adapters::blocking::{connect, ConnectOptions, Error, Incoming, WebSocket};
-use wsproto_adapters::server::Handle;
-use wsproto_examples::chat::{self, ChatOptions};
-
-/// A test that hangs is a failed test: end the process if any test runs this long.
-fn watchdog() {
-    static START: Once = Once::new();
-    START.call_once(|| {
-        std::thread::spawn(|| {
-            std::thread::sleep(Duration::from_secs(120));
-            eprintln!("chat tests: watchdog fired after 120 s");
-            std::process::exit(101);
-        });
-    });
-}
+use wsproto_adapters::mio::Handle;
 
 struct ChatServer {
     addr: SocketAddr,
@@ -39,7 +27,8 @@ impl Drop for ChatServer {
 }
 
 fn start(options: ChatOptions) -> ChatServer {
-    watchdog();
+    // A test that hangs is a failed test.
+    wsproto_testkit::process_watchdog("chat tests", Duration::from_secs(120));
     let options = ChatOptions { addr: ([127, 0, 0, 1], 0).into(), ..options };
     let (server, chat) = chat::bind(&options).expect("bind");
     let addr = server.local_addr().unwrap();

@@ -1,14 +1,9 @@
 //! Fuzz findings and seeds, replayed through the fuzz harness itself under plain `cargo test`.
 //!
-//! The harness sources (`fuzz/src/harness.rs`, `fuzz/src/scenario.rs`) depend on `std` and
-//! `wsproto` only, so they are included here as they are: every check the fuzz targets make
-//! runs here too, on stable, without cargo-fuzz. Raw-byte inputs live in
+//! The harness (this crate) depends on `std` and `wsproto` only, so every check the fuzz
+//! targets make runs here too, on stable, without cargo-fuzz. Raw-byte inputs live in
 //! `fuzz/corpus/<target>/` (the seeds) and `fuzz/regressions/<target>/` (crashes found, named
 //! after what they broke); structure-aware scenarios are written below as Rust values.
-
-// The scenario types derive `arbitrary::Arbitrary` under the fuzz crate's `arbitrary` feature,
-// which this crate does not have.
-#![allow(unexpected_cfgs)]
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,12 +11,7 @@ use std::time::{Duration, Instant};
 
 use wsproto::{CloseCause, Config, Connection, Event, HandshakeError, Role};
 
-#[allow(dead_code)]
-#[path = "../../fuzz/src/harness.rs"]
-mod harness;
-#[allow(dead_code)]
-#[path = "../../fuzz/src/scenario.rs"]
-mod scenario;
+use wsproto_fuzz_harness::{self as harness, scenario};
 
 // The memory checks need the counting allocator (it counts per thread, so parallel tests do
 // not disturb each other).
@@ -29,7 +19,7 @@ mod scenario;
 static ALLOC: harness::CountingAlloc = harness::CountingAlloc;
 
 fn fuzz_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
 /// Every committed file under `fuzz/<kind>/<target>/`, sorted, with its name. Corpus files whose
@@ -52,6 +42,7 @@ fn inputs(kind: &str, target: &str) -> Vec<(String, Vec<u8>)> {
 }
 
 fn replay(target: &str, run: impl Fn(&[u8])) {
+    assert!(!inputs("corpus", target).is_empty(), "no seeds found in fuzz/corpus/{target}/");
     for kind in ["corpus", "regressions"] {
         for (name, data) in inputs(kind, target) {
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&data)));
@@ -62,7 +53,6 @@ fn replay(target: &str, run: impl Fn(&[u8])) {
 
 #[test]
 fn frame_header_inputs() {
-    assert!(!inputs("corpus", "frame_header").is_empty(), "seed corpus not found");
     replay("frame_header", harness::frame_header);
 }
 

@@ -1,0 +1,94 @@
+//! The glue to the mio adapter's [`Handler`]: routes HTTP to [`crate::http`], text messages
+//! through flood control to the [`Room`], and closes to the room with the reason the others
+//! are shown.
+
+use wsproto::{Accept, CloseCause, CloseCode, Closed, HttpResponse, Message, Request};
+use wsproto_adapters::mio::{ConnId, Context, Handler};
+
+use crate::http;
+use crate::limits::FloodControl;
+use crate::protocol::ClientMessage;
+use crate::room::{self, Room};
+use crate::ChatOptions;
+
+/// The chat application: the room; each connection's flood control is its handler state.
+pub struct Chat {
+    room: Room,
+    options: ChatOptions,
+}
+
+impl Chat {
+    pub(crate) fn new(options: &ChatOptions) -> Chat {
+        Chat { room: Room::new(options.board_limit), options: options.clone() }
+    }
+
+    fn on_text(&mut self, ctx: &mut Context<FloodControl>, id: ConnId, text: &str) {
+        let message = match ClientMessage::parse(text) {
+            Ok(message) => message,
+            Err((code, why)) => return room::error(ctx, id, code, &why),
+        };
+        let now = ctx.now();
+        let Some(flood) = ctx.state_mut(id) else { return };
+        if !flood.allow(matches!(message, ClientMessage::Draw(_)), now) {
+            tracing::info!(%id, nick = ?self.room.nick(id), "closing a flooding client");
+            room::error(ctx, id, "rate_limited", "too many messages; closing");
+            let _ = ctx.close(id, CloseCode::POLICY_VIOLATION, "rate limit exceeded");
+            return;
+        }
+        self.room.handle(ctx, id, message);
+    }
+}
+
+/// Why a member left, as the others see it.
+fn leave_reason(closed: &Closed) -> String {
+    match &closed.cause {
+        CloseCause::KeepAliveTimeout => "timed out".into(),
+        CloseCause::Eof => "connection lost".into(),
+        CloseCause::Protocol(e) => format!("protocol error: {e}"),
+        _ if closed.code == CloseCode::POLICY_VIOLATION => "kicked for flooding".into(),
+        _ => "quit".into(),
+    }
+}
+
+impl Handler for Chat {
+    type State = FloodControl;
+    type Command = ();
+
+    fn on_request(
+        &mut self,
+        _ctx: &mut Context<FloodControl>,
+        id: ConnId,
+        request: &Request,
+    ) -> Result<Accept, HttpResponse> {
+        if request.path() != http::WS_PATH {
+            return Err(HttpResponse::new(404).text("WebSocket endpoint is /ws\n"));
+        }
+        tracing::info!(%id, origin = ?request.origin(), "connected");
+        Ok(Accept::new())
+    }
+
+    fn on_http(&mut self, _ctx: &mut Context<FloodControl>, _id: ConnId, request: &Request) -> HttpResponse {
+        http::respond(request)
+    }
+
+    fn on_open(&mut self, ctx: &mut Context<FloodControl>, id: ConnId) -> FloodControl {
+        self.room.connect(id);
+        FloodControl::new(self.options.max_rate, self.options.max_draw_rate, ctx.now())
+    }
+
+    fn on_message(&mut self, ctx: &mut Context<FloodControl>, id: ConnId, message: Message) {
+        match message {
+            Message::Text(text) => self.on_text(ctx, id, &text),
+            Message::Binary(_) => {
+                let _ = ctx.close(id, CloseCode::UNSUPPORTED_DATA, "chat.v1 is text (JSON) only");
+            }
+        }
+    }
+
+    fn on_close(&mut self, ctx: &mut Context<FloodControl>, id: ConnId, _flood: FloodControl, closed: &Closed) {
+        if matches!(closed.cause, CloseCause::KeepAliveTimeout) {
+            tracing::info!(%id, "reaped: no answer to the heartbeat");
+        }
+        self.room.leave(ctx, id, &leave_reason(closed));
+    }
+}
