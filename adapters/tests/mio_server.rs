@@ -6,7 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use wsproto::{Accept, CloseCode, Closed, Config, HttpResponse, Message, PreparedFrame, Request, SubprotocolPolicy};
+use wsproto::{
+    Accept, CloseCode, Closed, Config, Message, OutgoingResponse, PreparedFrame, Request, SubprotocolPolicy,
+};
 use wsproto_adapters::blocking::{connect, ConnectOptions, Error, Incoming, WebSocket};
 use wsproto_adapters::mio::{ConnId, Context, Handle, Handler, Server, ServerOptions};
 
@@ -31,17 +33,17 @@ impl Handler for TestHandler {
     type State = ();
     type Command = ();
 
-    fn on_request(&mut self, _ctx: &mut Context, _id: ConnId, request: &Request) -> Result<Accept, HttpResponse> {
+    fn on_request(&mut self, _ctx: &mut Context, _id: ConnId, request: &Request) -> Result<Accept, OutgoingResponse> {
         if request.path() == "/private" {
-            return Err(HttpResponse::new(401).text("no\n"));
+            return Err(OutgoingResponse::new(401).text("no\n"));
         }
         Ok(Accept::new())
     }
 
-    fn on_http(&mut self, _ctx: &mut Context, _id: ConnId, request: &Request) -> HttpResponse {
+    fn on_http(&mut self, _ctx: &mut Context, _id: ConnId, request: &Request) -> OutgoingResponse {
         match request.path() {
-            "/health" => HttpResponse::new(200).text("ok\n"),
-            _ => HttpResponse::new(404).text("not found\n"),
+            "/health" => OutgoingResponse::new(200).text("ok\n"),
+            _ => OutgoingResponse::new(404).text("not found\n"),
         }
     }
 

@@ -2,7 +2,7 @@
 //! through flood control to the [`Room`], and closes to the room with the reason the others
 //! are shown.
 
-use wsproto::{Accept, CloseCause, CloseCode, Closed, HttpResponse, Message, Request};
+use wsproto::{Accept, CloseCause, CloseCode, Closed, Message, OutgoingResponse, Request};
 use wsproto_adapters::mio::{ConnId, Context, Handler};
 
 use crate::http;
@@ -59,15 +59,15 @@ impl Handler for Chat {
         _ctx: &mut Context<FloodControl>,
         id: ConnId,
         request: &Request,
-    ) -> Result<Accept, HttpResponse> {
+    ) -> Result<Accept, OutgoingResponse> {
         if request.path() != http::WS_PATH {
-            return Err(HttpResponse::new(404).text("WebSocket endpoint is /ws\n"));
+            return Err(OutgoingResponse::new(404).text("WebSocket endpoint is /ws\n"));
         }
         tracing::info!(%id, origin = ?request.origin(), "connected");
         Ok(Accept::new())
     }
 
-    fn on_http(&mut self, _ctx: &mut Context<FloodControl>, _id: ConnId, request: &Request) -> HttpResponse {
+    fn on_http(&mut self, _ctx: &mut Context<FloodControl>, _id: ConnId, request: &Request) -> OutgoingResponse {
         http::respond(request)
     }
 

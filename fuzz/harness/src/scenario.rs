@@ -599,7 +599,7 @@ fn command(h: &mut Harness, op: &Op) {
                 // unless it continues a message that already ends inside a code point.
                 if fresh {
                     assert!(
-                        !matches!(rest, Err(wsproto::SendError::InvalidUtf8)),
+                        !matches!(rest, Err(wsproto::SendError::Usage(wsproto::UsageError::InvalidUtf8))),
                         "valid text refused as invalid UTF-8"
                     );
                 }
