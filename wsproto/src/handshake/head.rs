@@ -111,8 +111,10 @@ pub(crate) enum HeadStatus<T> {
 /// Each byte is examined once, whatever the reads' sizes: the search resumes where the last
 /// read stopped. Nothing is parsed, and so nothing allocated beyond the buffer itself, until a
 /// blank line after the start of the head has arrived; leading empty lines (which RFC 9112
-/// §2.2 lets a server ignore) do not count as one. A head of n bytes sent one byte at a time
-/// therefore costs O(n).
+/// §2.2 lets a server ignore) do not count as one. The one exception is the first control
+/// byte, which no valid head holds: the parser is asked then, so that garbage fails at once.
+/// A head of n bytes sent one byte at a time therefore costs O(n), and the outcome does not
+/// depend on how the bytes were split into reads.
 #[derive(Debug, Default)]
 pub(crate) struct HeadReader {
     buf: Vec<u8>,
@@ -120,6 +122,8 @@ pub(crate) struct HeadReader {
     scanned: usize,
     /// Whether a byte other than CR or LF has been seen: only then can a blank line end a head.
     started: bool,
+    /// Whether a control byte was already handed to the parser (see [`push`](Self::push)).
+    control_checked: bool,
     /// Test instrumentation: bytes examined and parse attempts, to show the cost is linear.
     #[cfg(test)]
     examined: usize,
@@ -144,6 +148,20 @@ impl HeadReader {
             let byte = self.buf[i];
             if byte != b'\n' && byte != b'\r' {
                 self.started = true;
+                // A control byte has no place in a head (RFC 9110 §5.5, RFC 9112 §3): let the
+                // parser name the error now rather than wait for a blank line that may never
+                // come. Once only, so that bytes it tolerates cannot make this quadratic.
+                let control = (byte < 0x20 && byte != b'\t') || byte == 0x7f;
+                if control && !self.control_checked {
+                    self.control_checked = true;
+                    #[cfg(test)]
+                    {
+                        self.parses += 1;
+                    }
+                    if let Err(error) = T::parse(&self.buf[..=i], max_headers) {
+                        return HeadStatus::Failed(error);
+                    }
+                }
                 continue;
             }
             let blank_line = byte == b'\n'
@@ -214,6 +232,13 @@ mod tests {
         assert_eq!(done.expect("complete").path(), "/chat");
         assert_eq!(reader.examined, head.len(), "every byte examined exactly once");
         assert_eq!(reader.parses, 1, "parsed (and allocated) only once the head was complete");
+    }
+
+    #[test]
+    fn a_control_byte_fails_at_once_without_a_blank_line() {
+        let mut reader = HeadReader::default();
+        let status = reader.push::<Request>(b"\r\n\r\nGET / HTTP/1.1\r\nHost: x\x10\r\n", 8192, 64);
+        assert!(matches!(status, HeadStatus::Failed(HandshakeError::Malformed(_))));
     }
 
     #[test]
