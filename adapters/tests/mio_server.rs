@@ -273,6 +273,10 @@ fn a_slow_reader_is_closed_by_policy_while_others_carry_on() {
         }
     };
     assert_eq!(code, CloseCode::TRY_AGAIN_LATER);
+    // The handler tells this close of ours from a peer's close or a timeout.
+    wait_until("the slow client's close", || !server.seen.lock().unwrap().closed.is_empty());
+    let cause = server.seen.lock().unwrap().closed[0].1.cause.clone();
+    assert_eq!(cause, wsproto::CloseCause::Local(wsproto::LocalCause::SlowConsumer));
     fast.send_text("still served").unwrap();
     assert_eq!(next_message(&mut fast), Message::Text("still served".into()));
 }
@@ -328,6 +332,9 @@ fn graceful_shutdown_sends_1001_to_everyone_and_returns() {
     }
     assert!(took < Duration::from_secs(3), "shutdown took {took:?}");
     assert_eq!(server.seen.lock().unwrap().closed.len(), 3);
+    for (_, closed) in &server.seen.lock().unwrap().closed {
+        assert_eq!(closed.cause, wsproto::CloseCause::Local(wsproto::LocalCause::Shutdown));
+    }
     assert!(
         TcpStream::connect(server.addr).is_err() || {
             // The port may be reused by then; what matters is that nothing answers a handshake.
