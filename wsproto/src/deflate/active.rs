@@ -405,7 +405,8 @@ pub(crate) struct Active {
     level: u32,
     min_size: usize,
     deflater: Deflater,
-    inflater: Inflater,
+    /// The receiving direction, which the connection's façade (`deflate::Session`) drives.
+    pub(super) inflater: Inflater,
 }
 
 impl Active {
@@ -480,26 +481,6 @@ impl Active {
     /// compressed encoding made once, with a fresh context, must use to serve this connection.
     pub(crate) fn context_free_encoding(&self) -> Option<(u8, u32)> {
         self.own_context_reset.then_some((self.own_window_bits, self.level))
-    }
-
-    pub(crate) fn inflate(
-        &mut self,
-        input: &[u8],
-        produced: &mut usize,
-        limit: usize,
-        max_output: usize,
-        sink: &mut dyn FnMut(&[u8]) -> Result<(), ProtocolError>,
-    ) -> Result<usize, ProtocolError> {
-        self.inflater.inflate(input, produced, limit, max_output, sink)
-    }
-
-    pub(crate) fn finish_message(
-        &mut self,
-        produced: &mut usize,
-        limit: usize,
-        sink: &mut dyn FnMut(&[u8]) -> Result<(), ProtocolError>,
-    ) -> Result<(), ProtocolError> {
-        self.inflater.finish_message(produced, limit, sink)
     }
 }
 

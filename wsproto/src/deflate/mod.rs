@@ -104,7 +104,7 @@ impl Session {
         sink: &mut dyn FnMut(&[u8]) -> Result<(), ProtocolError>,
     ) -> Result<usize, ProtocolError> {
         #[cfg(feature = "deflate")]
-        return self.0.inflate(input, produced, limit, max_output, sink);
+        return self.0.inflater.inflate(input, produced, limit, max_output, sink);
         #[cfg(not(feature = "deflate"))]
         {
             let _ = (input, produced, limit, max_output, sink);
@@ -120,7 +120,7 @@ impl Session {
         sink: &mut dyn FnMut(&[u8]) -> Result<(), ProtocolError>,
     ) -> Result<(), ProtocolError> {
         #[cfg(feature = "deflate")]
-        return self.0.finish_message(produced, limit, sink);
+        return self.0.inflater.finish_message(produced, limit, sink);
         #[cfg(not(feature = "deflate"))]
         {
             let _ = (produced, limit, sink);
