@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::DuplexStream;
-use wsproto::{Accept, ClientRequest, CloseCode, Config, Message};
+use wsproto::{Accept, CloseCode, Config, Message, OutgoingRequest};
 use wsproto_adapters::tokio::{accept_with, client, WebSocket, READ_BUFFER_SIZE};
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -36,7 +36,7 @@ const MESSAGE: usize = 1024;
 async fn pair() -> (WebSocket<DuplexStream>, WebSocket<DuplexStream>) {
     let (a, b) = tokio::io::duplex(PIPE);
     let server = tokio::spawn(async move { accept_with(b, Arc::new(Config::default()), |_| Ok(Accept::new())).await });
-    let (client, _) = client(a, Arc::new(Config::default()), ClientRequest::new("x", "/")).await.unwrap();
+    let (client, _) = client(a, Arc::new(Config::default()), OutgoingRequest::new("x", "/")).await.unwrap();
     (client, server.await.unwrap().unwrap())
 }
 

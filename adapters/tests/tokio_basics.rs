@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use wsproto::{Accept, CloseCause, CloseCode, Config, HttpResponse, KeepAlive, Message};
+use wsproto::{Accept, CloseCause, CloseCode, Config, KeepAlive, Message, OutgoingResponse};
 use wsproto_adapters::tokio::{accept, accept_with, connect, ConnectOptions, Error};
 
 /// Every test gets this long; a hang fails instead of stalling the suite.
@@ -256,8 +256,8 @@ async fn handshake_decisions() {
             let (stream, _) = listener.accept().await.unwrap();
             let result = accept_with(stream, Arc::new(Config::default()), |request| match request.path() {
                 "/chat" if request.subprotocols().contains(&"chat.v2") => Ok(Accept::new().subprotocol("chat.v2")),
-                "/health" => Err(HttpResponse::new(200).text("ok\n")),
-                _ => Err(HttpResponse::forbidden()),
+                "/health" => Err(OutgoingResponse::new(200).text("ok\n")),
+                _ => Err(OutgoingResponse::forbidden()),
             })
             .await;
             outcomes.push(match result {
@@ -299,7 +299,7 @@ async fn connect_refuses_bad_urls() {
     assert!(matches!(connect("wss://x/", ConnectOptions::default()).await, Err(Error::TlsUnsupported)));
     // Streaming mode is refused before anything is sent.
     let streaming = Arc::new(Config { receive_mode: wsproto::ReceiveMode::Streaming, ..Config::default() });
-    let request = wsproto::ClientRequest::new("x", "/");
+    let request = wsproto::OutgoingRequest::new("x", "/");
     let result = wsproto_adapters::tokio::client(tokio::io::duplex(64).0, streaming, request).await;
     assert!(matches!(result, Err(Error::StreamingUnsupported)));
 }
@@ -347,7 +347,7 @@ async fn protocol_error_ends_with_error() {
 both_flavours!(protocol_error_is_the_last_item, protocol_error_ends_with_error);
 
 /// An answer the core refuses (a subprotocol the client did not offer) becomes a 500 and
-/// `Error::Send`; the client sees the 500.
+/// `Error::Usage`; the client sees the 500.
 async fn refused_answer() {
     let (listener, url) = listener().await;
     let server = tokio::spawn(async move {
@@ -359,7 +359,7 @@ async fn refused_answer() {
     let result = connect(&url, ConnectOptions::default()).await;
     assert!(matches!(result, Err(Error::Rejected { status: 500 })), "{:?}", result.map(|_| ()));
     let result = server.await.unwrap();
-    assert!(matches!(result, Err(Error::Send(wsproto::SendError::SubprotocolNotOffered(_)))), "{result:?}");
+    assert!(matches!(result, Err(Error::Usage(wsproto::UsageError::SubprotocolNotOffered(_)))), "{result:?}");
 }
 both_flavours!(refused_answer_is_a_500, refused_answer);
 

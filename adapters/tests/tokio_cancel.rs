@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
-use wsproto::{Accept, ClientRequest, CloseCode, Config, Message};
+use wsproto::{Accept, CloseCode, Config, Message, OutgoingRequest};
 use wsproto_adapters::tokio::{accept_with, client, WebSocket};
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -118,7 +118,7 @@ fn expected(i: usize) -> Message {
 async fn cancelled_recv() {
     let (ours, theirs) = tokio::io::duplex(64);
     let server = tokio::spawn(trickling_server(theirs));
-    let (mut ws, _) = client(ours, Arc::new(Config::default()), ClientRequest::new("x", "/")).await.unwrap();
+    let (mut ws, _) = client(ours, Arc::new(Config::default()), OutgoingRequest::new("x", "/")).await.unwrap();
     let mut received = Vec::new();
     let mut cancels = 0usize;
     loop {
@@ -151,7 +151,7 @@ fn numbered(i: u32) -> Vec<u8> {
 async fn pair(capacity: usize) -> (WebSocket<DuplexStream>, WebSocket<DuplexStream>) {
     let (a, b) = tokio::io::duplex(capacity);
     let server = tokio::spawn(async move { accept_with(b, Arc::new(Config::default()), |_| Ok(Accept::new())).await });
-    let (client, _) = client(a, Arc::new(Config::default()), ClientRequest::new("x", "/")).await.unwrap();
+    let (client, _) = client(a, Arc::new(Config::default()), OutgoingRequest::new("x", "/")).await.unwrap();
     (client, server.await.unwrap().unwrap())
 }
 

@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
-use wsproto::{Accept, ClientRequest, CloseCode, Config, DeflateConfig, Message};
+use wsproto::{Accept, CloseCode, Config, DeflateConfig, Message, OutgoingRequest};
 use wsproto_adapters::tokio::{accept_with, client};
 
 /// At most this many bytes per read or write.
@@ -88,7 +88,7 @@ async fn echo_over_choppy(deflate: bool) {
         ws.closed().cloned().unwrap()
     });
     let stream = Choppy::new(a);
-    let (mut ws, _) = client(stream, config(deflate), ClientRequest::new("x", "/")).await.unwrap();
+    let (mut ws, _) = client(stream, config(deflate), OutgoingRequest::new("x", "/")).await.unwrap();
     assert_eq!(ws.connection().compression().is_some(), deflate);
     for i in 0..200usize {
         let message = match i % 3 {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message as TMessage;
-use wsproto::{Accept, ClientRequest, CloseCause, CloseCode, Config, Message};
+use wsproto::{Accept, CloseCause, CloseCode, Config, Message, OutgoingRequest};
 use wsproto_adapters::tokio::{accept_with, client, connect, ConnectOptions};
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -112,7 +112,7 @@ async fn duplex_pair() -> (
 ) {
     let (a, b) = tokio::io::duplex(4096);
     let server = tokio::spawn(async move { accept_with(b, Arc::new(Config::default()), |_| Ok(Accept::new())).await });
-    let (client, _) = client(a, Arc::new(Config::default()), ClientRequest::new("x", "/")).await.unwrap();
+    let (client, _) = client(a, Arc::new(Config::default()), OutgoingRequest::new("x", "/")).await.unwrap();
     (client, server.await.unwrap().unwrap())
 }
 

@@ -14,7 +14,9 @@ use std::time::Instant;
 
 use ::tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use ::tokio::time::Sleep;
-use wsproto::{CloseCause, Closed, Connection, Event, HandshakeError, Message, Role, SendError};
+use wsproto::{
+    CloseCause, Closed, Connection, Event, HandshakeError, Message, MessageNotSent, Role, SendError, UsageError,
+};
 
 use super::Error;
 
@@ -26,9 +28,6 @@ pub const READ_BUFFER_SIZE: usize = 16 << 10;
 
 /// How many queued chunks one vectored write hands the stream.
 const MAX_WRITE_SLICES: usize = 32;
-
-/// Framing overhead a data frame may add to its payload (RFC 6455 §5.2: 2 + 8 + 4 bytes).
-const MAX_FRAME_OVERHEAD: usize = 14;
 
 /// Where the transport is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,7 +129,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Engine<S> {
             };
             match ready!(written) {
                 Ok(0) => return Poll::Ready(Err(self.fail(io::ErrorKind::WriteZero.into()))),
-                Ok(n) => self.conn.advance_outgoing(n),
+                Ok(n) => self.conn.advance_outgoing(Instant::now(), n),
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
                 Err(error) => return Poll::Ready(Err(self.fail(error))),
             }
@@ -144,51 +143,51 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Engine<S> {
     }
 
     /// Ready once `message` is queued whole in the core (or refused): first what the `Sink`
-    /// held back, then room below the high-water mark, then for a message larger than the
-    /// queue's room, an empty queue (which the core always accepts). Cancel-safe: until it
-    /// answers, `message` is untouched.
+    /// held back, then room below the high-water mark, then for a message the core's queue has
+    /// no room for (`Config::max_queued_bytes`), an empty queue (which the core always
+    /// accepts). Cancel-safe: until it answers, `message` is in its slot (the core hands back
+    /// a message it did not queue).
     pub(crate) fn poll_queue_message(
         &mut self,
         cx: &mut Context<'_>,
         message: &mut Option<Message>,
     ) -> Poll<Result<(), Error>> {
         ready!(self.poll_ready(cx))?;
-        let Some(len) = message.as_ref().map(|m| m.as_bytes().len()) else { return Poll::Ready(Ok(())) };
-        if !self.fits(len) {
-            ready!(self.poll_write_queue(cx, 0))?;
+        loop {
+            let Some(next) = message.take() else { return Poll::Ready(Ok(())) };
+            match self.queue(next)? {
+                None => return Poll::Ready(Ok(())),
+                Some(refused) => {
+                    *message = Some(refused);
+                    ready!(self.poll_write_queue(cx, 0))?;
+                }
+            }
         }
-        let Some(message) = message.take() else { return Poll::Ready(Ok(())) };
-        self.queue(message)?;
-        Poll::Ready(Ok(()))
     }
 
-    /// Whether a message of `len` bytes fits the core's queue now (see
-    /// `Config::max_queued_bytes`).
-    fn fits(&self, len: usize) -> bool {
-        let queued = self.conn.queued_bytes();
-        queued == 0
-            || queued.saturating_add(len).saturating_add(MAX_FRAME_OVERHEAD) <= self.conn.config().max_queued_bytes
-    }
-
-    fn queue(&mut self, message: Message) -> Result<(), Error> {
+    /// Queues `message` in the core; answers it back if the queue is too full for it now.
+    fn queue(&mut self, message: Message) -> Result<Option<Message>, Error> {
         if self.transport != Transport::Open {
             return Err(Error::Closed);
         }
-        self.conn.send(message).map_err(|error| match error {
-            SendError::Closed => Error::Closed,
-            other => Error::Send(other),
-        })
+        match self.conn.send(message) {
+            Ok(()) => Ok(None),
+            Err(MessageNotSent { error: SendError::QueueFull { .. }, message }) if self.conn.queued_bytes() > 0 => {
+                Ok(Some(message))
+            }
+            Err(MessageNotSent { error: SendError::Usage(UsageError::Closed), .. }) => Err(Error::Closed),
+            Err(MessageNotSent { error: SendError::Usage(error), .. }) => Err(Error::Usage(error)),
+            Err(MessageNotSent { error, .. }) => Err(Error::Send(error)),
+        }
     }
 
     /// The `Sink`'s readiness: the held-back message is queued and the queue is at most at
     /// the high-water mark.
     pub(crate) fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        if let Some(len) = self.pending.as_ref().map(|m| m.as_bytes().len()) {
-            if !self.fits(len) {
+        while let Some(message) = self.pending.take() {
+            if let Some(refused) = self.queue(message)? {
+                self.pending = Some(refused);
                 ready!(self.poll_write_queue(cx, 0))?;
-            }
-            if let Some(message) = self.pending.take() {
-                self.queue(message)?;
             }
         }
         if self.transport == Transport::Finished {
@@ -207,12 +206,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Engine<S> {
                 limit: self.conn.config().max_queued_bytes,
             }));
         }
-        if self.fits(message.as_bytes().len()) {
-            self.queue(message)
-        } else {
-            self.pending = Some(message);
-            Ok(())
-        }
+        self.pending = self.queue(message)?;
+        Ok(())
     }
 
     /// Everything accepted is written and the stream flushed.
@@ -349,7 +344,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Engine<S> {
         let Some(closed) = &self.closed else { return true };
         self.eof
             || (self.conn.role() == Role::Client && closed.clean)
-            || matches!(closed.cause, CloseCause::KeepAliveTimeout | CloseCause::CloseTimeout)
+            || matches!(
+                closed.cause,
+                CloseCause::KeepAliveTimeout | CloseCause::CloseTimeout | CloseCause::DrainTimeout
+            )
             || matches!(closed.cause, CloseCause::Handshake(HandshakeError::Timeout))
     }
 

@@ -86,8 +86,8 @@ use ::tokio::net::TcpStream;
 use futures_core::Stream;
 use futures_sink::Sink;
 use wsproto::{
-    Accept, ClientRequest, CloseCause, CloseCode, Closed, Config, Connection, Event, HandshakeError, HttpResponse,
-    Message, ReceiveMode, Request, Response, SendError, WsUrl,
+    Accept, CloseCause, CloseCode, Closed, Config, Connection, Event, HandshakeError, Message, OutgoingRequest,
+    OutgoingResponse, ReceiveMode, Request, Response, SendError, UsageError, WsUrl,
 };
 
 mod engine;
@@ -119,6 +119,9 @@ pub enum Error {
     },
     /// The core refused a command (a ping over 125 bytes, an invalid close code or header);
     /// nothing was queued.
+    #[error(transparent)]
+    Usage(#[from] UsageError),
+    /// The `Sink` was given a message before `poll_ready` made room for the one it holds back.
     #[error(transparent)]
     Send(#[from] SendError),
     /// The connection ended without a clean close handshake: the core's account of why (a
@@ -194,7 +197,7 @@ pub async fn accept(stream: TcpStream, config: Arc<Config>) -> Result<WebSocket<
 
 /// Server: completes the opening handshake on any stream, letting `decide` answer the
 /// request: `Ok(accept)` opens the connection (choosing a subprotocol, adding headers),
-/// `Err(response)` refuses it (e.g. [`HttpResponse::service_unavailable`]) and this returns
+/// `Err(response)` refuses it (e.g. [`OutgoingResponse::service_unavailable`]) and this returns
 /// [`Error::Rejected`].
 ///
 /// `decide` sees only requests that passed RFC 6455 §4.2.1 and the config's policies; the
@@ -202,11 +205,11 @@ pub async fn accept(stream: TcpStream, config: Arc<Config>) -> Result<WebSocket<
 /// [`Error::Handshake`]. A plain HTTP request (no `Upgrade: websocket`) is shown to `decide`
 /// too: `Err(response)` answers it, `Ok(_)` answers 426. An answer the core refuses (an
 /// invalid header, a subprotocol the client did not offer) is replaced by a 500 and returned
-/// as [`Error::Send`]. The core's handshake timeout bounds the whole exchange.
+/// as [`Error::Usage`]. The core's handshake timeout bounds the whole exchange.
 pub async fn accept_with<S, F>(stream: S, config: Arc<Config>, decide: F) -> Result<WebSocket<S>, Error>
 where
     S: AsyncRead + AsyncWrite + Unpin,
-    F: FnMut(&Request) -> Result<Accept, HttpResponse>,
+    F: FnMut(&Request) -> Result<Accept, OutgoingResponse>,
 {
     // The handshake's state lives on the heap only while it runs: a task that goes on to serve
     // the connection keeps no room for it for the connection's life.
@@ -216,7 +219,7 @@ where
 async fn server_handshake<S, F>(stream: S, config: Arc<Config>, mut decide: F) -> Result<WebSocket<S>, Error>
 where
     S: AsyncRead + AsyncWrite + Unpin,
-    F: FnMut(&Request) -> Result<Accept, HttpResponse>,
+    F: FnMut(&Request) -> Result<Accept, OutgoingResponse>,
 {
     check_config(&config)?;
     let mut engine = Engine::new(stream, Connection::server(config, Instant::now()));
@@ -233,19 +236,19 @@ where
                     Err(error) => {
                         tracing::debug!("answer refused, sending 500: {error}");
                         refused = Some(error);
-                        HttpResponse::new(500).text("internal server error\n")
+                        OutgoingResponse::new(500).text("internal server error\n")
                     }
                 },
                 Err(response) => response,
             },
             Event::HttpRequest(request) => match decide(&request) {
                 Err(response) => response,
-                Ok(_) => HttpResponse::upgrade_required().header("Upgrade", "websocket"),
+                Ok(_) => OutgoingResponse::upgrade_required().header("Upgrade", "websocket"),
             },
             Event::Closed(closed) => {
                 tracing::debug!("opening handshake failed: {:?}", closed.cause);
                 return Err(match refused {
-                    Some(error) => Error::Send(error),
+                    Some(error) => Error::Usage(error),
                     None => handshake_failure(closed),
                 });
             }
@@ -254,7 +257,7 @@ where
         // The core then reports `Closed` (cause `Rejected`) once the answer is out.
         if let Err(error) = engine.conn.respond(response) {
             refused = Some(error);
-            engine.conn.respond(HttpResponse::new(500).text("internal server error\n"))?;
+            engine.conn.respond(OutgoingResponse::new(500).text("internal server error\n"))?;
         }
     }
 }
@@ -277,7 +280,7 @@ pub async fn connect(url: &str, options: ConnectOptions) -> Result<(WebSocket<Tc
         None => connecting.await?,
     };
     stream.set_nodelay(true)?;
-    let request = ClientRequest {
+    let request = OutgoingRequest {
         host: url.host_header(),
         target: url.target,
         origin: options.origin,
@@ -294,7 +297,7 @@ pub async fn connect(url: &str, options: ConnectOptions) -> Result<(WebSocket<Tc
 pub async fn client<S>(
     stream: S,
     config: Arc<Config>,
-    request: ClientRequest,
+    request: OutgoingRequest,
 ) -> Result<(WebSocket<S>, Response), Error>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -306,7 +309,7 @@ where
 async fn client_handshake<S>(
     stream: S,
     config: Arc<Config>,
-    request: ClientRequest,
+    request: OutgoingRequest,
 ) -> Result<(WebSocket<S>, Response), Error>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -457,7 +460,7 @@ fn close_engine<S: AsyncRead + AsyncWrite + Unpin>(
     reason: &str,
 ) -> Result<(), Error> {
     match engine.conn.close(code, reason) {
-        Ok(()) | Err(SendError::Closed) => Ok(()),
+        Ok(()) | Err(UsageError::Closed) => Ok(()),
         Err(error) => Err(error.into()),
     }
 }
