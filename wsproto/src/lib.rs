@@ -113,7 +113,7 @@ pub mod utf8;
 
 pub use close::{CloseCode, MAX_CLOSE_REASON};
 pub use config::{Config, KeepAlive, OriginPolicy, ReceiveMode, SubprotocolPolicy};
-pub use connection::{Connection, ConnectionState, MAX_INFLATED_CHUNK};
+pub use connection::{Connection, ConnectionState, UpgradeError, MAX_INFLATED_CHUNK};
 pub use error::{HandshakeError, ProtocolError, SendError, UsageError};
 pub use event::{CloseCause, Closed, Event, LocalCause, Message, MessageKind, MessageNotSent};
 pub use frame::{HeaderError, PreparedFrame};

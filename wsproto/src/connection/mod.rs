@@ -14,6 +14,7 @@ mod opening;
 mod receive;
 mod send;
 mod timers;
+mod upgrade;
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
@@ -36,6 +37,7 @@ use closing::Closing;
 use opening::Opening;
 use receive::Receiver;
 use send::Sender;
+pub use upgrade::UpgradeError;
 
 pub use receive::MAX_INFLATED_CHUNK;
 

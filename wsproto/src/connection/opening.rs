@@ -124,7 +124,7 @@ impl Connection {
     }
 
     /// RFC 6455 §4.2.1 plus the config's origin and subprotocol policies.
-    fn check_request(&self, request: &Request) -> Result<(), HandshakeError> {
+    pub(super) fn check_request(&self, request: &Request) -> Result<(), HandshakeError> {
         request.validate_upgrade()?;
         if !self.config.origins.allows(request.origin()) {
             return Err(HandshakeError::OriginNotAllowed(request.origin().map(str::to_owned)));

@@ -22,6 +22,13 @@ pub struct Request {
 }
 
 impl Request {
+    /// A request head that an HTTP/1.1 server has parsed itself, for
+    /// [`Connection::upgraded`](crate::Connection::upgraded): the method, the request target
+    /// (path and query) and the header fields as received.
+    pub fn new(method: &str, target: &str, headers: Vec<Header>) -> Request {
+        Request { method: method.to_owned(), target: target.to_owned(), minor_version: 1, headers }
+    }
+
     pub(crate) fn parse(buf: &[u8], max_headers: usize) -> Result<Parsed<Request>, HandshakeError> {
         let mut storage = vec![httparse::EMPTY_HEADER; max_headers];
         let mut req = httparse::Request::new(&mut storage);
@@ -161,27 +168,39 @@ impl Accept {
         subprotocol: Option<&str>,
         extensions: Option<&str>,
     ) -> Result<Vec<u8>, UsageError> {
+        let fields = self.fields(key, subprotocol, extensions)?;
+        let mut out = Vec::with_capacity(160);
+        out.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\n");
+        write_headers(&mut out, &fields);
+        out.extend_from_slice(b"\r\n");
+        Ok(out)
+    }
+
+    /// The 101 response's header fields in order (RFC 6455 §4.2.2, step 5): for the head we
+    /// send, or for an HTTP server that sends the response itself
+    /// ([`Connection::upgraded`](crate::Connection::upgraded)).
+    pub(crate) fn fields(
+        &self,
+        key: &str,
+        subprotocol: Option<&str>,
+        extensions: Option<&str>,
+    ) -> Result<Vec<(String, String)>, UsageError> {
         for (name, value) in &self.headers {
             check_header(name, value)?;
         }
-        let mut out = Vec::with_capacity(160);
-        out.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n");
-        out.extend_from_slice(b"Sec-WebSocket-Accept: ");
-        out.extend_from_slice(accept_key(key.as_bytes()).as_bytes());
-        out.extend_from_slice(b"\r\n");
+        let mut fields = vec![
+            ("Upgrade".to_owned(), "websocket".to_owned()),
+            ("Connection".to_owned(), "Upgrade".to_owned()),
+            ("Sec-WebSocket-Accept".to_owned(), accept_key(key.as_bytes())),
+        ];
         if let Some(protocol) = subprotocol {
-            out.extend_from_slice(b"Sec-WebSocket-Protocol: ");
-            out.extend_from_slice(protocol.as_bytes());
-            out.extend_from_slice(b"\r\n");
+            fields.push(("Sec-WebSocket-Protocol".to_owned(), protocol.to_owned()));
         }
         if let Some(extensions) = extensions {
-            out.extend_from_slice(b"Sec-WebSocket-Extensions: ");
-            out.extend_from_slice(extensions.as_bytes());
-            out.extend_from_slice(b"\r\n");
+            fields.push(("Sec-WebSocket-Extensions".to_owned(), extensions.to_owned()));
         }
-        write_headers(&mut out, &self.headers);
-        out.extend_from_slice(b"\r\n");
-        Ok(out)
+        fields.extend(self.headers.iter().cloned());
+        Ok(fields)
     }
 }
 
