@@ -66,12 +66,23 @@
 //!   all. Dropped before that, nothing was queued (the message is dropped with the future);
 //!   dropped after, the whole message is queued and the next call on the connection (any
 //!   `recv`, `send` or `flush`) writes it on.
+//! - [`feed`](WebSocket::feed): as `send`, without waiting for the write.
+//! - [`flush`](WebSocket::flush), [`ping`](WebSocket::ping): what is not written yet stays
+//!   queued.
 //! - [`close`](WebSocket::close): the close frame is queued in the first poll; a dropped
 //!   `close` leaves the connection closing, and `recv` then sees the rest of the handshake.
 //!
 //! # Tasks
 //!
 //! [`split`](WebSocket::split) gives a [`Reader`] and a [`Writer`] for two tasks; see there.
+//!
+//! # HTTP servers
+//!
+//! A WebSocket served from an HTTP server's upgrade (hyper, axum) starts from the core's
+//! [`Connection::upgraded`](wsproto::Connection::upgraded), which checks the request and
+//! answers the 101's header fields for the server to send; [`WebSocket::from_open`] then runs
+//! the connection on the upgraded stream. `examples/hyper-upgrade` shows it beside ordinary
+//! routes.
 //!
 //! [`Connection::poll_timeout`]: wsproto::Connection::poll_timeout
 
