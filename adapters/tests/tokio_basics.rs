@@ -379,3 +379,33 @@ async fn feed_then_recv() {
     server.await.unwrap().unwrap();
 }
 both_flavours!(feed_is_written_by_the_next_recv, feed_then_recv);
+
+/// `from_open` takes only a connection that is open (e.g. from `Connection::upgraded`).
+#[tokio::test]
+async fn from_open_needs_an_open_connection() {
+    let handshaking = wsproto::Connection::server(Arc::new(Config::default()), Instant::now());
+    let result = wsproto_adapters::tokio::WebSocket::from_open(tokio::io::duplex(64).0, handshaking);
+    assert!(matches!(result, Err(Error::Closed)));
+
+    let headers = [
+        ("host", "x"),
+        ("upgrade", "websocket"),
+        ("connection", "Upgrade"),
+        ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ("sec-websocket-version", "13"),
+    ]
+    .map(|(name, value)| wsproto::Header { name: name.into(), value: value.as_bytes().to_vec() });
+    let request = wsproto::Request::new("GET", "/", headers.to_vec());
+    let (conn, _fields) =
+        wsproto::Connection::upgraded(Arc::new(Config::default()), &request, Accept::new(), Instant::now()).unwrap();
+    let (ours, theirs) = tokio::io::duplex(4096);
+    let mut server = wsproto_adapters::tokio::WebSocket::from_open(ours, conn).unwrap();
+    // The peer: a client already past its handshake, over the raw stream.
+    let (mut read, mut write) = tokio::io::split(theirs);
+    write.write_all(&client_frame(0x1, b"upgraded")).await.unwrap();
+    assert_eq!(server.recv().await.unwrap().unwrap(), Message::Text("upgraded".into()));
+    server.send(Message::Text("yes".into())).await.unwrap();
+    let mut frame = [0u8; 5];
+    read.read_exact(&mut frame).await.unwrap();
+    assert_eq!(&frame, b"\x81\x03yes");
+}
