@@ -10,10 +10,13 @@
 //!   [`Context`](server::Context), the registry, broadcast that encodes a frame once for all
 //!   recipients, and the limits and policies.
 //! - [`mio`]: a mio event loop that runs a [`server::Handler`] for many connections on one
-//!   thread.
+//!   thread; with the `tls` feature it serves `wss://` (`mio::Server::with_tls`).
+//! - `tls` (feature `tls`): rustls set-ups with an explicitly chosen crypto provider.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
 pub mod blocking;
 pub mod mio;
 pub mod server;
+#[cfg(feature = "tls")]
+pub mod tls;

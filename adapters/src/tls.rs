@@ -1,0 +1,121 @@
+//! TLS for the adapters (feature `tls`): rustls, with the crypto provider chosen here and
+//! never taken from a process-wide default, so nothing panics for want of one.
+//!
+//! The provider is rustls's `ring` backend: it builds with a C compiler alone on every target
+//! rustls supports (aws-lc-rs needs only a C/C++ compiler on x86_64/aarch64 Linux too, but
+//! CMake elsewhere, and its build is several times longer).
+//!
+//! A server's certificate chain and private key come from PEM ([`ServerTls::from_pem_files`],
+//! [`ServerTls::from_pem`]) or from a caller's own [`rustls::ServerConfig`]
+//! ([`ServerTls::from_config`]). The WebSocket opening handshake is HTTP/1.1, so the server
+//! offers ALPN `http/1.1` (RFC 7301; RFC 6455 §4.1 runs over TLS as `wss`).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::crypto::CryptoProvider;
+use rustls::ServerConfig;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+/// How many bytes of TLS records rustls may hold per connection, waiting for the socket; the
+/// rest waits in the WebSocket connection's outgoing queue, where the slow-consumer limit
+/// counts it. Two full records: enough to keep the socket busy, little per connection.
+pub(crate) const SEND_BUFFER_LIMIT: usize = 32 << 10;
+
+/// The crypto provider every TLS session of this crate uses: rustls's `ring` backend.
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Why a TLS set-up could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A PEM file could not be read or held nothing usable.
+    #[error("{path}: {message}")]
+    Pem {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong with it.
+        message: String,
+    },
+    /// rustls refused the certificate, the key or the protocol versions.
+    #[error("TLS configuration: {0}")]
+    Rustls(#[from] rustls::Error),
+}
+
+/// A server's TLS set-up, shared by all its connections (cheap to clone).
+#[derive(Clone)]
+pub struct ServerTls {
+    config: Arc<ServerConfig>,
+}
+
+impl fmt::Debug for ServerTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerTls").field("alpn", &self.config.alpn_protocols).finish_non_exhaustive()
+    }
+}
+
+impl ServerTls {
+    /// Reads a certificate chain (leaf first) and its private key (PKCS#8, PKCS#1 or SEC1)
+    /// from PEM files.
+    pub fn from_pem_files(cert: impl AsRef<Path>, key: impl AsRef<Path>) -> Result<Self, TlsError> {
+        let (cert, key) = (cert.as_ref(), key.as_ref());
+        let read = |path: &Path| {
+            std::fs::read(path).map_err(|e| TlsError::Pem { path: path.to_owned(), message: e.to_string() })
+        };
+        let (cert_pem, key_pem) = (read(cert)?, read(key)?);
+        let chain = parse_chain(&cert_pem).map_err(|message| TlsError::Pem { path: cert.to_owned(), message })?;
+        let key = parse_key(&key_pem).map_err(|message| TlsError::Pem { path: key.to_owned(), message })?;
+        Self::from_chain(chain, key)
+    }
+
+    /// Like [`from_pem_files`](Self::from_pem_files), from PEM text in memory.
+    pub fn from_pem(cert_pem: &[u8], key_pem: &[u8]) -> Result<Self, TlsError> {
+        let pem_error = |what: &str, message| TlsError::Pem { path: PathBuf::from(what), message };
+        let chain = parse_chain(cert_pem).map_err(|m| pem_error("certificate PEM", m))?;
+        let key = parse_key(key_pem).map_err(|m| pem_error("key PEM", m))?;
+        Self::from_chain(chain, key)
+    }
+
+    /// A caller's own configuration (client authentication, other versions, a certificate
+    /// resolver for reloading without a restart). Its ALPN list is used as it is: include
+    /// `http/1.1` for clients that ask for it.
+    pub fn from_config(config: Arc<ServerConfig>) -> Self {
+        ServerTls { config }
+    }
+
+    fn from_chain(chain: Vec<CertificateDer<'static>>, key: PrivateKeyDer<'static>) -> Result<Self, TlsError> {
+        let mut config = ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_single_cert(chain, key)?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(ServerTls { config: Arc::new(config) })
+    }
+
+    /// The rustls configuration sessions are made from.
+    pub fn config(&self) -> &Arc<ServerConfig> {
+        &self.config
+    }
+
+    /// A new server session with the crate's buffer limit.
+    pub(crate) fn session(&self) -> Result<rustls::ServerConnection, rustls::Error> {
+        let mut session = rustls::ServerConnection::new(self.config.clone())?;
+        session.set_buffer_limit(Some(SEND_BUFFER_LIMIT));
+        Ok(session)
+    }
+}
+
+fn parse_chain(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+    let chain = CertificateDer::pem_slice_iter(pem).collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())?;
+    if chain.is_empty() {
+        return Err("no CERTIFICATE block".into());
+    }
+    Ok(chain)
+}
+
+fn parse_key(pem: &[u8]) -> Result<PrivateKeyDer<'static>, String> {
+    PrivateKeyDer::from_pem_slice(pem).map_err(|e| format!("no usable private key: {e}"))
+}
