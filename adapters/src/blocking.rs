@@ -45,11 +45,14 @@
 //!
 //! # Threads
 //!
-//! A `WebSocket` is used from one thread at a time; there is no split into reader and writer
-//! halves. A reader thread must write too (pongs, close echoes), and with std's blocking
-//! sockets such a write can block while the peer's window is full, which stops the reading
-//! that the peer may be waiting on. Reading and writing from different threads takes an event
-//! loop that waits for readiness in both directions, as the [`server`](crate::server) module does.
+//! A `WebSocket` is used from one thread at a time. For a reader thread and a writer thread,
+//! [`split`](WebSocket::split) it into a [`Reader`] and a [`Writer`] (the stream must support
+//! [`Transport::try_clone`], as `TcpStream` and `UnixStream` do) and
+//! [`reunite`](Reader::reunite) them later. The halves share the connection behind a lock
+//! that neither holds while blocked on the socket, so a writer blocked on a peer that does not
+//! read does not stop the reader; the reader still answers pings and the close handshake, and
+//! ends the transport. The writer pays one copy of what it writes (the queue is copied out,
+//! 64 KiB at a time, so the lock can be released during the write).
 
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
@@ -60,6 +63,10 @@ use wsproto::{
     Accept, ClientRequest, CloseCause, CloseCode, Closed, Config, Connection, Event, HandshakeError, HttpResponse,
     Message, MessageKind, Request, Response, Role, SendError, WsUrl,
 };
+
+mod split;
+
+pub use self::split::{Reader, SplitError, Writer};
 
 /// How many bytes one read takes from the stream.
 const READ_BUFFER_SIZE: usize = 64 << 10;
@@ -97,6 +104,16 @@ pub trait Transport: Read + Write {
         let _ = how;
         Ok(())
     }
+
+    /// Another handle to the same stream, for [`WebSocket::split`]: both must read and write
+    /// the same connection and share its timeouts (a socket's `try_clone`). Default:
+    /// `Unsupported`, so such a stream cannot be split.
+    fn try_clone(&self) -> io::Result<Self>
+    where
+        Self: Sized,
+    {
+        Err(io::Error::new(io::ErrorKind::Unsupported, "this transport cannot be cloned"))
+    }
 }
 
 impl Transport for TcpStream {
@@ -110,6 +127,10 @@ impl Transport for TcpStream {
 
     fn shutdown(&mut self, how: Shutdown) -> io::Result<()> {
         TcpStream::shutdown(self, how)
+    }
+
+    fn try_clone(&self) -> io::Result<Self> {
+        TcpStream::try_clone(self)
     }
 }
 
@@ -125,6 +146,10 @@ impl Transport for std::os::unix::net::UnixStream {
 
     fn shutdown(&mut self, how: Shutdown) -> io::Result<()> {
         std::os::unix::net::UnixStream::shutdown(self, how)
+    }
+
+    fn try_clone(&self) -> io::Result<Self> {
+        std::os::unix::net::UnixStream::try_clone(self)
     }
 }
 
@@ -188,30 +213,12 @@ fn handshake_failure(closed: Closed) -> Error {
     }
 }
 
-/// What [`WebSocket::read`] answers: the next message or control event.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Incoming {
-    /// A whole message (the default [`ReceiveMode::Messages`](wsproto::ReceiveMode::Messages)).
-    Message(Message),
-    /// A piece of a message as it arrived ([`ReceiveMode::Streaming`](wsproto::ReceiveMode::Streaming)).
-    Chunk {
-        /// Text or binary, from the message's first frame.
-        kind: MessageKind,
-        /// The payload bytes; a text chunk may end inside a code point.
-        data: Vec<u8>,
-        /// The first chunk of its message.
-        first: bool,
-        /// The last chunk of its message.
-        last: bool,
-    },
-    /// A ping arrived; with `Config::auto_pong` (the default) the pong is already on its way.
-    Ping(Vec<u8>),
-    /// A pong arrived.
-    Pong(Vec<u8>),
-    /// The connection is over and the transport closed; later reads answer [`Error::Closed`].
-    Closed(Closed),
-}
+/// What [`WebSocket::read`] and [`Reader::read`] answer: the core's [`Event`], of which only
+/// the variants that follow the opening handshake come out — `Message` (or `Chunk` in
+/// [`ReceiveMode::Streaming`](wsproto::ReceiveMode::Streaming)), `Ping` (with
+/// `Config::auto_pong`, the default, the pong is already on its way), `Pong`, and last
+/// `Closed`, once the transport is closed (later reads answer [`Error::Closed`]).
+pub type Incoming = Event;
 
 fn is_timeout(error: &io::Error) -> bool {
     matches!(error.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
@@ -318,6 +325,18 @@ pub struct WebSocket<S> {
     shut_down: bool,
     /// `read` answered `Closed` or an error: nothing more will come.
     finished: bool,
+    /// Split: the [`Writer`] is writing with the lock released; nobody else writes meanwhile.
+    writer_active: bool,
+}
+
+/// How a turn of [`WebSocket::step`] ends.
+enum Step {
+    /// The answer to `read`.
+    Done(Result<Incoming, Error>),
+    /// Read from the stream with this timeout, then [`WebSocket::after_read`].
+    Read(Option<Duration>),
+    /// Split: the transport is to be ended, but the writer is writing; wait until it is done.
+    WaitForWriter,
 }
 
 impl<S> std::fmt::Debug for WebSocket<S> {
@@ -344,6 +363,7 @@ impl<S: Transport> WebSocket<S> {
             eof: false,
             shut_down: false,
             finished: false,
+            writer_active: false,
         }
     }
 
@@ -447,47 +467,86 @@ impl<S: Transport> WebSocket<S> {
     /// [`Incoming::Closed`], after the transport was closed (see the module docs); from then on,
     /// and after any error, it answers [`Error::Closed`].
     pub fn read(&mut self) -> Result<Incoming, Error> {
+        loop {
+            let timeout = match self.step() {
+                Step::Done(answer) => return answer,
+                Step::Read(timeout) => timeout,
+                // Only a split connection has a writer to wait for.
+                Step::WaitForWriter => continue,
+            };
+            if let Err(error) = self.set_read_timeout(socket_timeout(timeout)) {
+                return self.pump_failed(error);
+            }
+            let mut buf = std::mem::take(&mut self.read_buf);
+            let result = self.stream.read(&mut buf).map(|n| &buf[..n]);
+            let answer = self.after_read(result, timeout);
+            self.read_buf = buf;
+            if let Some(answer) = answer {
+                return answer;
+            }
+        }
+    }
+
+    /// The part of [`read`](Self::read) before a blocking read: hands out the next event, ends
+    /// the transport once the connection has ended, writes what is queued and runs due timers.
+    /// Answers the result, or the socket timeout for the read the caller then makes.
+    fn step(&mut self) -> Step {
         if self.finished {
-            return Err(Error::Closed);
+            return Step::Done(Err(Error::Closed));
         }
         loop {
             while self.closed.is_none() {
                 let Some(event) = self.conn.poll_event() else { break };
                 match event {
-                    Event::Message(message) => return Ok(Incoming::Message(message)),
-                    Event::Chunk { kind, data, first, last } => return Ok(Incoming::Chunk { kind, data, first, last }),
-                    Event::Ping(payload) => return Ok(Incoming::Ping(payload)),
-                    Event::Pong(payload) => return Ok(Incoming::Pong(payload)),
                     Event::Closed(closed) => {
                         tracing::debug!(code = closed.code.0, clean = closed.clean, "closed: {:?}", closed.cause);
                         self.closed = Some(closed);
                     }
                     // Handshake events cannot follow the handshake.
-                    other => tracing::debug!("ignoring {other:?}"),
+                    Event::Request(_) | Event::HttpRequest(_) | Event::Connected(_) => {
+                        tracing::debug!("ignoring {event:?}")
+                    }
+                    event => return Step::Done(Ok(event)),
                 }
             }
             if self.conn.should_close_transport() {
+                if self.writer_active {
+                    return Step::WaitForWriter;
+                }
                 let Some(closed) = self.closed.take() else {
                     // The core ends every connection with a `Closed` event; do not wait for one forever.
                     self.finished = true;
-                    return Err(Error::Closed);
+                    return Step::Done(Err(Error::Closed));
                 };
                 self.finish_transport(&closed);
                 self.finished = true;
-                return Ok(Incoming::Closed(closed));
+                return Step::Done(Ok(Event::Closed(closed)));
             }
-            if let Err(error) = self.pump() {
-                if let Some(closed) = self.closed.take() {
-                    // The connection had ended already; the transport only failed while we
-                    // waited for the peer to end it.
-                    tracing::debug!("transport failed after the close: {error}");
-                    self.shutdown(Shutdown::Both);
-                    self.finished = true;
-                    return Ok(Incoming::Closed(closed));
-                }
-                return Err(self.fail(error));
+            match self.before_read() {
+                Ok(Some(timeout)) => return Step::Read(timeout),
+                Ok(None) => continue,
+                Err(error) => return Step::Done(self.pump_failed(error)),
             }
         }
+    }
+
+    /// The part of [`read`](Self::read) after the blocking read: feeds what came (or the
+    /// timeout) to the connection. `Some` is the answer when the transport failed.
+    fn after_read(&mut self, result: io::Result<&[u8]>, timeout: Option<Duration>) -> Option<Result<Incoming, Error>> {
+        self.handle_read(result, timeout).err().map(|error| self.pump_failed(error))
+    }
+
+    /// The transport failed during a turn of the run loop: the answer to `read`.
+    fn pump_failed(&mut self, error: io::Error) -> Result<Incoming, Error> {
+        if let Some(closed) = self.closed.take() {
+            // The connection had ended already; the transport only failed while we
+            // waited for the peer to end it.
+            tracing::debug!("transport failed after the close: {error}");
+            self.shutdown(Shutdown::Both);
+            self.finished = true;
+            return Ok(Event::Closed(closed));
+        }
+        Err(self.fail(error))
     }
 
     /// Sends a message, taking its buffer (a large binary message is written without a copy on
@@ -576,28 +635,46 @@ impl<S: Transport> WebSocket<S> {
     /// One turn of the run loop: write what is queued, wait for input or the next deadline,
     /// hand what came to the connection, and write what that queued (pongs, close echoes).
     fn pump(&mut self) -> io::Result<()> {
+        let Some(timeout) = self.before_read()? else { return Ok(()) };
+        self.set_read_timeout(socket_timeout(timeout))?;
+        let mut buf = std::mem::take(&mut self.read_buf);
+        let result = self.stream.read(&mut buf).map(|n| &buf[..n]);
+        let handled = self.handle_read(result, timeout);
+        self.read_buf = buf;
+        handled
+    }
+
+    /// A turn of the run loop up to the blocking read: writes what is queued and runs due
+    /// timers. Answers the timeout for the read, or `None` when this turn needs no read.
+    fn before_read(&mut self) -> io::Result<Option<Option<Duration>>> {
         self.write_queued()?;
         if self.shut_down {
             // Nothing more can be read from a transport we shut down.
             self.conn.receive_eof(Instant::now());
         }
         if self.conn.should_close_transport() {
-            return Ok(());
+            return Ok(None);
         }
         let now = Instant::now();
         let timeout = time_until(self.conn.poll_timeout(), now);
         if timeout == Some(Duration::ZERO) {
             self.conn.handle_timeout(now);
-            return self.write_queued();
+            self.write_queued()?;
+            return Ok(None);
         }
-        self.set_read_timeout(socket_timeout(timeout))?;
-        match self.stream.read(&mut self.read_buf) {
-            Ok(0) => {
+        Ok(Some(timeout))
+    }
+
+    /// A turn of the run loop after the blocking read: hands the bytes, the end of stream or
+    /// the timeout to the connection, and writes what that queued (pongs, close echoes).
+    fn handle_read(&mut self, result: io::Result<&[u8]>, timeout: Option<Duration>) -> io::Result<()> {
+        match result {
+            Ok([]) => {
                 tracing::debug!("the peer ended its stream");
                 self.eof = true;
                 self.conn.receive_eof(Instant::now());
             }
-            Ok(n) => self.conn.receive(Instant::now(), &self.read_buf[..n]),
+            Ok(data) => self.conn.receive(Instant::now(), data),
             Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
             Err(error) if is_timeout(&error) && timeout.is_some() => self.conn.handle_timeout(Instant::now()),
             Err(error) => return Err(error),
@@ -609,17 +686,12 @@ impl<S: Transport> WebSocket<S> {
     /// A write that blocks past the connection's next deadline runs the timers; once the
     /// connection has ended, its last bytes get until the linger deadline, then are dropped.
     fn write_queued(&mut self) -> io::Result<()> {
-        if self.conn.queued_bytes() == 0 || self.shut_down {
+        // A split connection's writer is at it; it writes what was queued meanwhile too.
+        if self.conn.queued_bytes() == 0 || self.shut_down || self.writer_active {
             return Ok(());
         }
         while self.conn.queued_bytes() > 0 && !self.shut_down {
-            let now = Instant::now();
-            let deadline = if self.conn.should_close_transport() {
-                Some(self.linger_deadline(now))
-            } else {
-                self.conn.poll_timeout()
-            };
-            let timeout = socket_timeout(time_until(deadline, now));
+            let timeout = self.write_timeout();
             self.set_write_timeout(timeout)?;
             let written = {
                 let mut slices = [IoSlice::new(&[]); MAX_WRITE_SLICES];
@@ -630,22 +702,32 @@ impl<S: Transport> WebSocket<S> {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => self.conn.advance_outgoing(n),
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-                Err(error) if is_timeout(&error) && timeout.is_some() => {
-                    let now = Instant::now();
-                    if !self.conn.should_close_transport() {
-                        self.conn.handle_timeout(now);
-                    } else if now >= self.linger_deadline(now) {
-                        tracing::debug!(
-                            queued = self.conn.queued_bytes(),
-                            "the peer does not read; dropping the last bytes"
-                        );
-                        self.shutdown(Shutdown::Both);
-                    }
-                }
+                Err(error) if is_timeout(&error) && timeout.is_some() => self.write_timed_out(),
                 Err(error) => return Err(error),
             }
         }
         self.stream.flush()
+    }
+
+    /// The timeout for the next blocking write: the connection's next deadline, or once it has
+    /// ended, the linger deadline.
+    fn write_timeout(&mut self) -> Option<Duration> {
+        let now = Instant::now();
+        let deadline =
+            if self.conn.should_close_transport() { Some(self.linger_deadline(now)) } else { self.conn.poll_timeout() };
+        socket_timeout(time_until(deadline, now))
+    }
+
+    /// A blocked write reached the timeout of [`write_timeout`](Self::write_timeout): runs the
+    /// connection's timers, or past the linger deadline gives up on the last bytes.
+    fn write_timed_out(&mut self) {
+        let now = Instant::now();
+        if !self.conn.should_close_transport() {
+            self.conn.handle_timeout(now);
+        } else if now >= self.linger_deadline(now) {
+            tracing::debug!(queued = self.conn.queued_bytes(), "the peer does not read; dropping the last bytes");
+            self.shutdown(Shutdown::Both);
+        }
     }
 
     /// Until when an ended connection may linger: its last bytes leaving, the peer's end of
@@ -727,6 +809,26 @@ impl<S: Transport> WebSocket<S> {
     fn set_write_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
         if self.write_timeout != Some(timeout) {
             self.stream.set_write_timeout(timeout)?;
+            self.write_timeout = Some(timeout);
+        }
+        Ok(())
+    }
+
+    /// Sets the read timeout through a clone of the stream (a split half's): clones share the
+    /// socket and its options, so the one record of what is set stays true.
+    fn set_read_timeout_on(&mut self, clone: &mut S, timeout: Option<Duration>) -> io::Result<()> {
+        if self.read_timeout != Some(timeout) {
+            clone.set_read_timeout(timeout)?;
+            self.read_timeout = Some(timeout);
+        }
+        Ok(())
+    }
+
+    /// Sets the write timeout through a clone of the stream, like
+    /// [`set_read_timeout_on`](Self::set_read_timeout_on).
+    fn set_write_timeout_on(&mut self, clone: &mut S, timeout: Option<Duration>) -> io::Result<()> {
+        if self.write_timeout != Some(timeout) {
+            clone.set_write_timeout(timeout)?;
             self.write_timeout = Some(timeout);
         }
         Ok(())

@@ -474,3 +474,138 @@ fn our_client_against_a_tungstenite_server() {
         assert_eq!(server_thread.join().unwrap(), 2);
     })
 }
+
+#[test]
+fn split_halves_read_and_write_at_once_while_the_peer_pings() {
+    const MESSAGES: u32 = 400;
+    const SIZE: usize = 32 << 10;
+    const PING_EVERY: u32 = 25;
+    within(|| {
+        // The peer echoes on one thread, so it stops reading whenever its echo blocks: if our
+        // reader stalled behind our blocked writer, both sides would wait forever.
+        let (url, server) = serve_one(Config::default(), |ws| {
+            let mut ws = ws.expect("server handshake");
+            let (mut echoed, mut pongs) = (0u32, 0u32);
+            loop {
+                match ws.read().expect("server read") {
+                    Incoming::Message(message) => {
+                        ws.send(message).expect("echo");
+                        echoed += 1;
+                        if echoed % PING_EVERY == 0 {
+                            ws.ping(&echoed.to_be_bytes()).expect("ping");
+                        }
+                    }
+                    Incoming::Pong(_) => pongs += 1,
+                    Incoming::Closed(closed) => return (echoed, pongs, closed),
+                    _ => {}
+                }
+            }
+        });
+        let (ws, _) = connect(&url, ConnectOptions::default()).expect("connect");
+        let (mut reader, mut writer) = ws.split().expect("split");
+        let flood = thread::spawn(move || {
+            for i in 0..MESSAGES {
+                let payload: Vec<u8> = (0..SIZE).map(|j| (i as usize + j) as u8).collect();
+                writer.send_binary(&payload).expect("send");
+            }
+            writer
+        });
+        let mut pings = 0;
+        let mut received = 0;
+        // The last ping follows the last echo; its pong must leave before our close frame.
+        while received < MESSAGES || pings < MESSAGES / PING_EVERY {
+            match reader.read().expect("read") {
+                Incoming::Message(Message::Binary(data)) => {
+                    let expected: Vec<u8> = (0..SIZE).map(|j| (received as usize + j) as u8).collect();
+                    assert!(data == expected, "message {received} arrived changed");
+                    received += 1;
+                }
+                Incoming::Ping(_) => pings += 1,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        let writer = flood.join().expect("the flooding thread");
+        let mut ws = reader.reunite(writer).expect("the halves of one connection");
+        ws.close(CloseCode::NORMAL, "done").unwrap();
+        loop {
+            match ws.read().expect("read after reunite") {
+                Incoming::Closed(closed) => break assert!(closed.clean),
+                Incoming::Ping(_) => pings += 1,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        let (echoed, pongs, closed) = server.join();
+        assert_eq!(echoed, MESSAGES);
+        assert_eq!(pings, MESSAGES / PING_EVERY);
+        assert_eq!(pongs, MESSAGES / PING_EVERY, "every ping was answered by the reader half");
+        assert_eq!(closed.cause, CloseCause::PeerClosed);
+    });
+}
+
+#[test]
+fn a_split_writer_closes_and_the_reader_sees_the_handshake_end() {
+    within(|| {
+        let (url, server) = serve_one(Config::default(), echo);
+        let (ws, _) = connect(&url, ConnectOptions::default()).expect("connect");
+        let (mut reader, mut writer) = ws.split().expect("split");
+        let reading = thread::spawn(move || {
+            let mut messages = Vec::new();
+            loop {
+                match reader.read().expect("read") {
+                    Incoming::Message(message) => messages.push(message),
+                    Incoming::Closed(closed) => {
+                        assert!(matches!(reader.read(), Err(Error::Closed)));
+                        return (messages, closed);
+                    }
+                    _ => {}
+                }
+            }
+        });
+        writer.send_text("one").unwrap();
+        writer.send_binary(b"two").unwrap();
+        writer.close(CloseCode::NORMAL, "bye").unwrap();
+        assert!(matches!(writer.send_text("late"), Err(Error::Send(_))));
+        let (messages, closed) = reading.join().unwrap();
+        assert_eq!(messages, vec![Message::Text("one".into()), Message::Binary(b"two".to_vec())]);
+        assert!(closed.clean);
+        assert_eq!(closed.code, CloseCode::NORMAL);
+        assert_eq!(server.join().cause, CloseCause::PeerClosed);
+    });
+}
+
+#[test]
+fn a_transport_that_cannot_be_cloned_is_not_split() {
+    #[cfg(unix)]
+    within(|| {
+        /// A Unix socket that keeps `Transport`'s default `try_clone`.
+        struct Plain(UnixStream);
+        impl Read for Plain {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                self.0.read(buf)
+            }
+        }
+        impl Write for Plain {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.write(buf)
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                self.0.flush()
+            }
+        }
+        impl Transport for Plain {}
+        let (a, b) = UnixStream::pair().unwrap();
+        let server = thread::spawn(move || {
+            echo(WebSocket::accept_with(Plain(b), Arc::new(Config::default()), |_| Ok(Accept::new())))
+        });
+        let request = ClientRequest::new("localhost", "/plain");
+        let (ws, _) = WebSocket::client(Plain(a), Arc::new(Config::default()), request).expect("handshake");
+        let refused = ws.split().expect_err("Plain cannot be cloned");
+        assert_eq!(refused.error.kind(), std::io::ErrorKind::Unsupported);
+        let mut ws = *refused.websocket;
+        ws.send_text("still usable").unwrap();
+        assert_eq!(read_message(&mut ws), Message::Text("still usable".into()));
+        // Without shutdown or timeouts, only dropping the stream ends it.
+        drop(ws);
+        assert_eq!(server.join().unwrap().cause, CloseCause::Eof);
+    });
+}

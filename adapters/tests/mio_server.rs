@@ -396,6 +396,12 @@ impl Handler for Room {
             Message::Text(text) if text == "count" => {
                 let _ = ctx.send_text(id, &count.to_string());
             }
+            Message::Text(text) if text.starts_with("to:") => {
+                // "to:NAME:TEXT" reaches the members called NAME.
+                let (name, text) = text[3..].split_once(':').unwrap_or(("", ""));
+                let sent = ctx.broadcast_to(&PreparedFrame::text(text), |_, m| m.name == name);
+                let _ = ctx.send_text(id, &format!("sent {sent}"));
+            }
             Message::Text(text) if text == "names" => {
                 let mut names: Vec<_> = ctx.states().map(|(_, m)| m.name.clone()).collect();
                 names.sort();
@@ -453,9 +459,17 @@ impl Handler for Room {
     }
 }
 
-type Closes = Arc<Mutex<Vec<(String, u32)>>>;
+/// A running [`Room`] server and what its handler shares with the test.
+struct RunningRoom {
+    addr: SocketAddr,
+    handle: Handle<RoomCommand>,
+    /// The (name, message count) states handed to `on_close`.
+    closed: Arc<Mutex<Vec<(String, u32)>>>,
+    opened: Arc<Mutex<Vec<ConnId>>>,
+    thread: JoinHandle<Room>,
+}
 
-fn start_room(config: Config) -> (SocketAddr, Handle<RoomCommand>, Closes, Arc<Mutex<Vec<ConnId>>>, JoinHandle<Room>) {
+fn start_room(config: Config) -> RunningRoom {
     watchdog();
     let options = ServerOptions { config: Arc::new(config), ..ServerOptions::default() };
     let server = Server::bind("127.0.0.1:0".parse().unwrap(), options).expect("bind");
@@ -465,12 +479,12 @@ fn start_room(config: Config) -> (SocketAddr, Handle<RoomCommand>, Closes, Arc<M
     let opened = Arc::new(Mutex::new(Vec::new()));
     let room = Room { closed: closed.clone(), opened: opened.clone() };
     let thread = std::thread::spawn(move || server.run(room).expect("server loop"));
-    (addr, handle, closed, opened, thread)
+    RunningRoom { addr, handle, closed, opened, thread }
 }
 
 #[test]
 fn per_connection_state_lives_in_the_loop_and_comes_back_at_close() {
-    let (addr, handle, closed, _opened, thread) = start_room(Config::default());
+    let RunningRoom { addr, handle, closed, thread, .. } = start_room(Config::default());
     let mut alice = client(&format!("ws://{addr}/alice"));
     let mut bob = client(&format!("ws://{addr}/bob"));
     alice.send_text("hi").unwrap();
@@ -478,12 +492,15 @@ fn per_connection_state_lives_in_the_loop_and_comes_back_at_close() {
     assert_eq!(next_message(&mut alice), Message::Text("2".into()));
     bob.send_text("names").unwrap();
     assert_eq!(next_message(&mut bob), Message::Text("alice,bob".into()));
+    bob.send_text("to:alice:psst").unwrap();
+    assert_eq!(next_message(&mut bob), Message::Text("sent 1".into()));
+    assert_eq!(next_message(&mut alice), Message::Text("psst".into()));
     bob.send_binary(b"\x00\x01").unwrap();
     assert_eq!(next_message(&mut bob), Message::Binary(vec![0, 1]));
     bob.close(CloseCode::NORMAL, "").unwrap();
     assert!(matches!(bob.read().unwrap(), Incoming::Closed(_)));
     wait_until("bob's close", || closed.lock().unwrap().len() == 1);
-    assert_eq!(closed.lock().unwrap()[0], ("bob".to_owned(), 2));
+    assert_eq!(closed.lock().unwrap()[0], ("bob".to_owned(), 3));
     handle.shutdown().unwrap();
     assert!(matches!(read_until_closed(&mut alice).code, CloseCode::GOING_AWAY));
     thread.join().unwrap();
@@ -492,7 +509,7 @@ fn per_connection_state_lives_in_the_loop_and_comes_back_at_close() {
 
 #[test]
 fn application_commands_from_other_threads_change_state_on_the_loop() {
-    let (addr, handle, _closed, opened, thread) = start_room(Config::default());
+    let RunningRoom { addr, handle, opened, thread, .. } = start_room(Config::default());
     let mut alice = client(&format!("ws://{addr}/alice"));
     alice.send_text("names").unwrap();
     assert_eq!(next_message(&mut alice), Message::Text("alice".into()));
@@ -518,7 +535,7 @@ fn application_commands_from_other_threads_change_state_on_the_loop() {
 #[test]
 fn streamed_messages_reach_on_chunk_whole() {
     let config = Config { receive_mode: wsproto::ReceiveMode::Streaming, ..Config::default() };
-    let (addr, handle, _closed, _opened, thread) = start_room(config);
+    let RunningRoom { addr, handle, thread, .. } = start_room(config);
     let mut ws = client(&format!("ws://{addr}/s"));
     let payload: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
     ws.send_binary(&payload).unwrap();

@@ -13,7 +13,7 @@ use echo_server::{echo_config, Echo};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use wsproto::{Config, DeflateConfig, Message, PreparedFrame};
-use wsproto_adapters::server::{ConnId, Context, Handler, Server, ServerOptions};
+use wsproto_adapters::mio::{ConnId, Context, Handler, Server, ServerOptions};
 
 /// Which server to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

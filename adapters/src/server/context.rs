@@ -123,6 +123,22 @@ impl<S> Context<S> {
         self.broadcast_filtered(frame, Some(except))
     }
 
+    /// Sends a frame, encoded once, to every open connection whose state `to` picks (a room's
+    /// members, say), without collecting their ids first. Answers how many got it.
+    pub fn broadcast_to(&mut self, frame: &PreparedFrame, mut to: impl FnMut(ConnId, &S) -> bool) -> usize {
+        let mut delivered = 0;
+        for index in 0..self.slab.capacity() {
+            let Some(id) = self.slab.id_at(index) else { continue };
+            let picked = self.slab.get(id).is_some_and(|e| {
+                e.conn.state() == ConnectionState::Open && e.state.as_ref().is_some_and(|state| to(id, state))
+            });
+            if picked && self.with_connection(id, |conn| conn.send_prepared(frame)).is_ok() {
+                delivered += 1;
+            }
+        }
+        delivered
+    }
+
     pub(crate) fn broadcast_filtered(&mut self, frame: &PreparedFrame, except: Option<ConnId>) -> usize {
         let mut delivered = 0;
         for index in 0..self.slab.capacity() {

@@ -44,8 +44,6 @@ use wsproto::{CloseCode, Config, Message, PreparedFrame};
 
 pub use self::context::Context;
 pub use self::handler::Handler;
-/// The mio event loop, at its old path.
-pub use crate::mio::Server;
 
 /// Identifies a connection for as long as it lives; never reused for another.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

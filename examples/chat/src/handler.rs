@@ -3,7 +3,7 @@
 //! are shown.
 
 use wsproto::{Accept, CloseCause, CloseCode, Closed, HttpResponse, Message, Request};
-use wsproto_adapters::server::{ConnId, Context, Handler};
+use wsproto_adapters::mio::{ConnId, Context, Handler};
 
 use crate::http;
 use crate::limits::FloodControl;

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use wsproto::{Config, DeflateConfig, KeepAlive, OriginPolicy, SubprotocolPolicy};
-use wsproto_adapters::server::{Server, ServerOptions};
+use wsproto_adapters::mio::{Server, ServerOptions};
 
 mod handler;
 mod http;

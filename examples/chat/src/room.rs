@@ -5,7 +5,7 @@ use std::collections::{HashMap, VecDeque};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use wsproto::PreparedFrame;
-use wsproto_adapters::server::{ConnId, Context};
+use wsproto_adapters::mio::{ConnId, Context};
 
 use crate::protocol::{validate_nick, BoardStroke, ClientMessage, ServerMessage, MAX_TEXT_CHARS};
 

@@ -9,7 +9,7 @@ use chat::ChatOptions;
 use serde_json::{json, Value};
 use wsproto::{CloseCode, Config, Message};
 use wsproto_adapters::blocking::{connect, ConnectOptions, Error, Incoming, WebSocket};
-use wsproto_adapters::server::Handle;
+use wsproto_adapters::mio::Handle;
 
 struct ChatServer {
     addr: SocketAddr,

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use wsproto::{Config, DeflateConfig, Message};
 use wsproto_adapters::blocking::{accept, Incoming};
-use wsproto_adapters::server::{ConnId, Context, Handler};
+use wsproto_adapters::mio::{ConnId, Context, Handler};
 
 /// Limits large enough for Autobahn's biggest cases (16 MiB messages, 4 MiB in 64-byte
 /// fragments); the defaults suit a public server better. permessage-deflate (RFC 7692) is

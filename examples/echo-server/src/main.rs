@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use clap::{Parser, ValueEnum};
 use echo_server::{blocking_echo, echo_config, Echo};
-use wsproto_adapters::server::{Server, ServerOptions};
+use wsproto_adapters::mio::{Server, ServerOptions};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Adapter {
