@@ -129,10 +129,54 @@ def websockets_client_against_our_server(pki):
         server.wait(timeout=10)
 
 
+def our_client_against_websockets_server(pki):
+    def echo(ws):
+        for message in ws:
+            ws.send(message)
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(pki["cert"], pki["key"])
+    context.set_alpn_protocols(["http/1.1"])
+    seen_alpn = []
+
+    def process_request(connection, request):
+        seen_alpn.append(connection.socket.selected_alpn_protocol())
+
+    for compression in ["deflate", None]:
+        with serve(echo, "127.0.0.1", 0, ssl=context, compression=compression,
+                   process_request=process_request) as server:
+            port = server.socket.getsockname()[1]
+            thread = threading.Thread(target=server.serve_forever, daemon=True)
+            thread.start()
+            big = "compress me " * 10000
+            for host in ["localhost", "127.0.0.1"]:
+                args = [os.path.join(BIN, "ws-client"), f"wss://{host}:{port}/", "--ca", pki["ca"], "--deflate",
+                        "--headers", "--send", "hello", "--send", "κόσμε", "--send", big]
+                result = subprocess.run(args, capture_output=True, text=True, timeout=30)
+                check(f"ws-client wss:// against websockets ({host}, compression={compression}) exits 0",
+                      result.returncode == 0, result.stderr)
+                lines = result.stdout.splitlines()
+                replies = [l for l in lines if not l.startswith("< ")]
+                check(f"ws-client wss:// replies ({host}, compression={compression})",
+                      replies == ["hello", "κόσμε", big], repr([r[:40] for r in replies]))
+                agreed = " ".join(l for l in lines if l.lower().startswith("< sec-websocket-extensions"))
+                check(f"ws-client wss:// negotiated ({host}, compression={compression})",
+                      ("permessage-deflate" in agreed) == (compression is not None), agreed)
+            # Without --ca the Mozilla roots do not know the test CA: a clear error naming the host.
+            result = subprocess.run([os.path.join(BIN, "ws-client"), f"wss://localhost:{port}/", "--send", "x"],
+                                    capture_output=True, text=True, timeout=30)
+            check("ws-client refuses an untrusted certificate, naming the host",
+                  result.returncode != 0 and "localhost" in result.stderr and "certificate" in result.stderr,
+                  result.stderr)
+            server.shutdown()
+    check("ws-client asked for ALPN http/1.1", seen_alpn and all(p == "http/1.1" for p in seen_alpn), seen_alpn)
+
+
 def main():
     with tempfile.TemporaryDirectory() as directory:
         pki = make_pki(directory)
         websockets_client_against_our_server(pki)
+        our_client_against_websockets_server(pki)
     print(f"interop-tls: {passed} passed, {failed} failed")
     return 1 if failed else 0
 

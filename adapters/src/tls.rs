@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::crypto::CryptoProvider;
-use rustls::ServerConfig;
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -106,6 +106,25 @@ impl ServerTls {
         session.set_buffer_limit(Some(SEND_BUFFER_LIMIT));
         Ok(session)
     }
+}
+
+/// A client configuration that trusts only the CA certificates in a PEM file (a private CA,
+/// a test CA), with the crate's provider and ALPN `http/1.1`: for
+/// [`Connector::tls_config`](crate::blocking::Connector::tls_config).
+pub fn client_config_trusting(ca_pem_file: impl AsRef<Path>) -> Result<Arc<ClientConfig>, TlsError> {
+    let path = ca_pem_file.as_ref();
+    let pem_error = |message| TlsError::Pem { path: path.to_owned(), message };
+    let pem = std::fs::read(path).map_err(|e| pem_error(e.to_string()))?;
+    let mut roots = RootCertStore::empty();
+    for cert in parse_chain(&pem).map_err(pem_error)? {
+        roots.add(cert)?;
+    }
+    let mut config = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
 }
 
 fn parse_chain(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {

@@ -1,5 +1,5 @@
-//! The mio event loop over TLS (feature `tls`): certificates made here with rcgen for each
-//! run (a test CA and a leaf for localhost / 127.0.0.1), clients from rustls with tungstenite
+//! The mio event loop over TLS (feature `tls`): certificates made for each run (the testkit's
+//! test CA and a leaf for localhost / 127.0.0.1), clients from rustls with tungstenite
 //! and tokio-tungstenite on top, and raw sockets for the bad input.
 
 use std::io::{self, Read, Write};
@@ -10,48 +10,14 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rustls::pki_types::ServerName;
-use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+use rustls::{ClientConfig, ClientConnection, StreamOwned};
 use wsproto::{CloseCode, Closed, Config, HttpResponse, Message, PreparedFrame, Request};
 use wsproto_adapters::mio::{ConnId, Context, Handle, Handler, Server, ServerOptions};
-use wsproto_adapters::tls::{provider, ServerTls};
+use wsproto_adapters::tls::ServerTls;
+use wsproto_testkit::tls::TestPki;
 
 fn watchdog() {
     wsproto_testkit::process_watchdog("mio TLS tests", Duration::from_secs(120));
-}
-
-/// A CA made for this run and a leaf it signed for `localhost` and `127.0.0.1`, in PEM.
-struct TestPki {
-    ca_pem: String,
-    cert_pem: String,
-    key_pem: String,
-}
-
-fn pki() -> TestPki {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name.push(DnType::CommonName, "wsproto test CA");
-    let ca_key = KeyPair::generate().unwrap();
-    let ca_cert = ca.self_signed(&ca_key).unwrap();
-    let leaf = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
-    let leaf_key = KeyPair::generate().unwrap();
-    let leaf_cert = leaf.signed_by(&leaf_key, &ca_cert, &ca_key).unwrap();
-    TestPki { ca_pem: ca_cert.pem(), cert_pem: leaf_cert.pem(), key_pem: leaf_key.serialize_pem() }
-}
-
-fn client_config(ca_pem: &str) -> Arc<ClientConfig> {
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = RootCertStore::empty();
-    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let mut config = ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Arc::new(config)
 }
 
 #[derive(Default)]
@@ -123,7 +89,7 @@ impl Running {
 
 fn start(config: Config) -> Running {
     watchdog();
-    let pki = pki();
+    let pki = TestPki::localhost();
     // From files, as the chat's flags give them.
     let dir = std::env::temp_dir().join(format!("wsproto-tls-{}-{}", std::process::id(), next_id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -140,7 +106,7 @@ fn start(config: Config) -> Running {
     let thread = std::thread::spawn(move || {
         server.run(handler).expect("server loop");
     });
-    Running { addr, handle, seen, client: client_config(&pki.ca_pem), thread: Some(thread) }
+    Running { addr, handle, seen, client: pki.client_config(), thread: Some(thread) }
 }
 
 fn next_id() -> usize {

@@ -64,3 +64,6 @@ impl<T> Pending<T> {
         }
     }
 }
+
+#[cfg(feature = "tls")]
+pub mod tls;

@@ -1,5 +1,5 @@
 //! The chat over HTTPS: one TLS port serves the page and the WebSocket (`wss://`), with a
-//! certificate made for this run (rcgen) and a rustls client that trusts only it.
+//! certificate made for this run (the testkit's, rcgen) and a rustls client that trusts only it.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -9,11 +9,12 @@ use std::time::Duration;
 
 use chat::ChatOptions;
 use rustls::pki_types::ServerName;
-use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+use rustls::{ClientConfig, ClientConnection, StreamOwned};
 use serde_json::{json, Value};
 use tungstenite::client::IntoClientRequest;
 use wsproto_adapters::mio::Handle;
-use wsproto_adapters::tls::{provider, ServerTls};
+use wsproto_adapters::tls::ServerTls;
+use wsproto_testkit::tls::TestPki;
 
 struct ChatServer {
     addr: SocketAddr,
@@ -33,21 +34,14 @@ impl Drop for ChatServer {
 
 fn start() -> ChatServer {
     wsproto_testkit::process_watchdog("chat TLS tests", Duration::from_secs(120));
-    let leaf = rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
-    let tls = ServerTls::from_pem(leaf.cert.pem().as_bytes(), leaf.key_pair.serialize_pem().as_bytes()).unwrap();
+    let pki = TestPki::localhost();
+    let tls = ServerTls::from_pem(pki.cert_pem.as_bytes(), pki.key_pem.as_bytes()).unwrap();
     let options = ChatOptions { addr: ([127, 0, 0, 1], 0).into(), tls: Some(tls), ..ChatOptions::default() };
     let (server, chat) = chat::bind(&options).expect("bind");
     let addr = server.local_addr().unwrap();
     let handle = server.handle();
     let thread = std::thread::spawn(move || server.run(chat).map(drop).expect("chat server"));
-    let mut roots = RootCertStore::empty();
-    roots.add(leaf.cert.der().clone()).unwrap();
-    let client = ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    ChatServer { addr, handle, client: Arc::new(client), thread: Some(thread) }
+    ChatServer { addr, handle, client: pki.client_config(), thread: Some(thread) }
 }
 
 fn tls(server: &ChatServer) -> StreamOwned<ClientConnection, TcpStream> {

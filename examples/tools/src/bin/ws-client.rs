@@ -2,14 +2,16 @@
 //! comes back, and closes. Handy for poking at a server, and the other half of the interop
 //! test against Python's `websockets` (`scripts/interop-python.py`).
 //!
-//! `ws-client ws://127.0.0.1:9001/ --send hello --send world --deflate`
+//! `ws-client ws://127.0.0.1:9001/ --send hello --send world --deflate`;
+//! `ws-client wss://example.org/ --send hello` over TLS (`--ca ca.pem` to trust a private CA).
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
 use wsproto::{CloseCode, Config, DeflateConfig, Message};
-use wsproto_adapters::blocking::{connect, ConnectOptions, Incoming};
+use wsproto_adapters::blocking::{ConnectOptions, Connector, Incoming};
 
 #[derive(Debug, Parser)]
 #[command(about = "Send messages to a WebSocket server and print the replies")]
@@ -28,6 +30,9 @@ struct Args {
     /// Print the server's handshake response headers.
     #[arg(long)]
     headers: bool,
+    /// wss://: trust the CA certificates in this PEM file instead of the Mozilla roots.
+    #[arg(long, value_name = "PATH")]
+    ca: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -36,7 +41,17 @@ fn main() -> ExitCode {
         Config { deflate: args.deflate.then(DeflateConfig::default), max_message_size: 64 << 20, ..Config::default() };
     let options =
         ConnectOptions { config: Arc::new(config), subprotocols: args.protocols, ..ConnectOptions::default() };
-    let (mut ws, response) = match connect(&args.url, options) {
+    let mut connector = Connector::new();
+    if let Some(ca) = &args.ca {
+        match wsproto_adapters::tls::client_config_trusting(ca) {
+            Ok(config) => connector = connector.tls_config(config),
+            Err(e) => {
+                eprintln!("ws-client: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let (mut ws, response) = match connector.connect(&args.url, options) {
         Ok(connected) => connected,
         Err(e) => {
             eprintln!("ws-client: {e}");
