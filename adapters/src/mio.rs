@@ -19,7 +19,7 @@
 //! - the server closes TCP first (RFC 6455 §7.1.1), half-closing and draining what the peer
 //!   still sends, so our last frame is not lost to a reset.
 //!
-//! With the `tls` feature, [`Server::with_tls`] serves `wss://`: each connection gets a rustls
+//! With the `tls` feature, `Server::with_tls` serves `wss://`: each connection gets a rustls
 //! session driven by the same loop as a sans-IO layer under the WebSocket connection (socket →
 //! `read_tls` → `process_new_packets` → plaintext reader → core; core → plaintext writer →
 //! `write_tls` → socket). Consequences:

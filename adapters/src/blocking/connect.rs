@@ -173,8 +173,8 @@ impl Connector {
 ///
 /// `wss://` (feature `tls`; without it [`Error::TlsUnsupported`]) sends the host as SNI, asks
 /// for ALPN `http/1.1` and checks the certificate against the Mozilla roots; a refused
-/// certificate is [`Error::Tls`] naming the host. For other roots use
-/// [`Connector::tls_config`]. The config's handshake timeout bounds the TCP connect (per
+/// certificate is `Error::Tls` naming the host. For other roots use
+/// `Connector::tls_config`. The config's handshake timeout bounds the TCP connect (per
 /// address), each read and write of the TLS handshake, and the opening handshake. A non-101
 /// answer is [`Error::Rejected`] with its status. Sets `TCP_NODELAY` (see
 /// [`accept`](super::accept)).
