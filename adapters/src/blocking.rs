@@ -73,11 +73,13 @@ use wsproto::{
 };
 
 mod connect;
+mod proxy;
 mod split;
 #[cfg(feature = "tls")]
 mod tls;
 
 pub use self::connect::{connect, ClientStream, Connector};
+pub use self::proxy::{Proxy, ProxyEnv, ProxyKind};
 pub use self::split::{Reader, SplitError, Writer};
 #[cfg(feature = "tls")]
 pub use self::tls::{accept_tls, tls_accept, TlsStream};
@@ -199,6 +201,15 @@ pub enum Error {
     /// The URL is not a valid `ws://` URL; the text says what is wrong.
     #[error("invalid WebSocket URL: {0}")]
     InvalidUrl(&'static str),
+    /// The proxy could not be reached, refused the tunnel (407 for missing or wrong
+    /// credentials) or did not speak its protocol; or the proxy URL is invalid.
+    #[error("proxy {proxy}: {message}")]
+    Proxy {
+        /// The proxy's address (or its URL, without the password).
+        proxy: String,
+        /// What went wrong.
+        message: String,
+    },
     /// A `wss://` URL without the `tls` feature. Enable it, or connect a TLS stream yourself
     /// and hand it to [`WebSocket::client`].
     #[error("wss:// needs the tls feature of wsproto-adapters (or WebSocket::client over a TLS stream)")]

@@ -65,5 +65,6 @@ impl<T> Pending<T> {
     }
 }
 
+pub mod proxy;
 #[cfg(feature = "tls")]
 pub mod tls;

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use wsproto::{ClientRequest, Response, WsUrl};
 
+use super::proxy::{Proxy, ProxyEnv};
 #[cfg(feature = "tls")]
 use super::tls::{tls_connect, TlsStream};
 use super::{ConnectOptions, Error, Transport, WebSocket};
@@ -116,12 +117,22 @@ impl Transport for ClientStream {
     }
 }
 
-/// How [`Connector::connect`] reaches servers: the TLS set-up for `wss://` (feature `tls`).
-/// `Connector::default()` is what [`connect`] uses.
+/// How [`Connector::connect`] reaches servers: directly or through a proxy, and the TLS
+/// set-up for `wss://` (feature `tls`). `Connector::default()` (direct, the Mozilla roots) is
+/// what [`connect`] uses.
 #[derive(Debug, Clone, Default)]
 pub struct Connector {
     #[cfg(feature = "tls")]
     tls: Option<Arc<rustls::ClientConfig>>,
+    proxy: ProxyChoice,
+}
+
+#[derive(Debug, Clone, Default)]
+enum ProxyChoice {
+    #[default]
+    Direct,
+    Always(Proxy),
+    Env(ProxyEnv),
 }
 
 impl Connector {
@@ -139,6 +150,25 @@ impl Connector {
         self
     }
 
+    /// Every connection through this proxy (HTTP CONNECT or SOCKS5), `ws://` and `wss://`
+    /// alike; TLS runs through the tunnel to the server.
+    pub fn proxy(mut self, proxy: Proxy) -> Self {
+        self.proxy = ProxyChoice::Always(proxy);
+        self
+    }
+
+    /// The environment's proxy settings, read now ([`ProxyEnv::from_env`]): `HTTPS_PROXY` for
+    /// `wss://`, `HTTP_PROXY` for `ws://`, `NO_PROXY` for the hosts reached directly.
+    pub fn proxy_from_env(self) -> Self {
+        self.proxy_env(ProxyEnv::from_env())
+    }
+
+    /// Proxy settings given as an environment would give them.
+    pub fn proxy_env(mut self, env: ProxyEnv) -> Self {
+        self.proxy = ProxyChoice::Env(env);
+        self
+    }
+
     /// Opens a connection to a `ws://` or `wss://` URL and completes the opening handshake;
     /// see [`connect`].
     pub fn connect(&self, url: &str, options: ConnectOptions) -> Result<(WebSocket<ClientStream>, Response), Error> {
@@ -148,7 +178,15 @@ impl Connector {
             return Err(Error::TlsUnsupported);
         }
         let timeout = options.config.handshake_timeout;
-        let socket = connect_tcp(&url.host, url.port, timeout)?;
+        let proxy = match &self.proxy {
+            ProxyChoice::Direct => None,
+            ProxyChoice::Always(proxy) => Some(proxy.clone()),
+            ProxyChoice::Env(env) => env.proxy_for(&url.host, url.port, url.secure)?,
+        };
+        let socket = match proxy {
+            Some(proxy) => proxy.tunnel(&url.host, url.port, timeout)?,
+            None => connect_tcp(&url.host, url.port, timeout)?,
+        };
         socket.set_nodelay(true)?;
         let stream = match url.secure {
             #[cfg(feature = "tls")]

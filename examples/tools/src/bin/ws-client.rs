@@ -3,7 +3,9 @@
 //! test against Python's `websockets` (`scripts/interop-python.py`).
 //!
 //! `ws-client ws://127.0.0.1:9001/ --send hello --send world --deflate`;
-//! `ws-client wss://example.org/ --send hello` over TLS (`--ca ca.pem` to trust a private CA).
+//! `ws-client wss://example.org/ --send hello` over TLS (`--ca ca.pem` to trust a private CA);
+//! `--proxy http://user:pw@proxy:3128` or `--proxy socks5://proxy:1080` through a proxy,
+//! `--proxy-from-env` through the one `HTTPS_PROXY` / `HTTP_PROXY` / `NO_PROXY` name.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,7 +13,7 @@ use std::sync::Arc;
 
 use clap::Parser;
 use wsproto::{CloseCode, Config, DeflateConfig, Message};
-use wsproto_adapters::blocking::{ConnectOptions, Connector, Incoming};
+use wsproto_adapters::blocking::{ConnectOptions, Connector, Incoming, Proxy};
 
 #[derive(Debug, Parser)]
 #[command(about = "Send messages to a WebSocket server and print the replies")]
@@ -33,6 +35,14 @@ struct Args {
     /// wss://: trust the CA certificates in this PEM file instead of the Mozilla roots.
     #[arg(long, value_name = "PATH")]
     ca: Option<PathBuf>,
+    /// Connect through this proxy: http://[user:password@]host:port (CONNECT) or
+    /// socks5://[user:password@]host:port.
+    #[arg(long, value_name = "URL", conflicts_with = "proxy_from_env")]
+    proxy: Option<String>,
+    /// Connect through the environment's proxy: HTTPS_PROXY for wss://, HTTP_PROXY for ws://,
+    /// except for the hosts in NO_PROXY.
+    #[arg(long)]
+    proxy_from_env: bool,
 }
 
 fn main() -> ExitCode {
@@ -42,6 +52,18 @@ fn main() -> ExitCode {
     let options =
         ConnectOptions { config: Arc::new(config), subprotocols: args.protocols, ..ConnectOptions::default() };
     let mut connector = Connector::new();
+    if let Some(url) = &args.proxy {
+        match Proxy::parse(url) {
+            Ok(proxy) => connector = connector.proxy(proxy),
+            Err(e) => {
+                eprintln!("ws-client: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    if args.proxy_from_env {
+        connector = connector.proxy_from_env();
+    }
     if let Some(ca) = &args.ca {
         match wsproto_adapters::tls::client_config_trusting(ca) {
             Ok(config) => connector = connector.tls_config(config),
