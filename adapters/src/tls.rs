@@ -9,12 +9,18 @@
 //! [`ServerTls::from_pem`]) or from a caller's own [`rustls::ServerConfig`]
 //! ([`ServerTls::from_config`]). The WebSocket opening handshake is HTTP/1.1, so the server
 //! offers ALPN `http/1.1` (RFC 7301; RFC 6455 §4.1 runs over TLS as `wss`).
+//!
+//! [`ServerTls::reloadable`] reads the PEM files again whenever the application asks
+//! ([`CertReloader::reload`], e.g. on SIGHUP or a timer): new connections get the new
+//! certificate, open ones keep theirs, and a reload that fails keeps the old one.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use rustls::crypto::CryptoProvider;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -86,6 +92,21 @@ impl ServerTls {
         ServerTls { config }
     }
 
+    /// Like [`from_pem_files`](Self::from_pem_files), with a [`CertReloader`] that reads the
+    /// files again without a restart.
+    pub fn reloadable(cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Result<(Self, CertReloader), TlsError> {
+        let (cert, key) = (cert.into(), key.into());
+        let provider = provider();
+        let current = load_certified_key(&cert, &key, &provider)?;
+        let resolver = Arc::new(Reloadable { current: RwLock::new(current), cert, key, provider: provider.clone() });
+        let mut config = ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_cert_resolver(resolver.clone());
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok((ServerTls { config: Arc::new(config) }, CertReloader { resolver }))
+    }
+
     fn from_chain(chain: Vec<CertificateDer<'static>>, key: PrivateKeyDer<'static>) -> Result<Self, TlsError> {
         let mut config = ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()?
@@ -125,6 +146,48 @@ pub fn client_config_trusting(ca_pem_file: impl AsRef<Path>) -> Result<Arc<Clien
         .with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
+}
+
+/// Reads the certificate and key files of a [`ServerTls::reloadable`] again (cheap to clone,
+/// usable from any thread).
+#[derive(Debug, Clone)]
+pub struct CertReloader {
+    resolver: Arc<Reloadable>,
+}
+
+impl CertReloader {
+    /// Reads the files now: connections accepted from now on get the new certificate. On an
+    /// error (a missing file, a key that does not match) the old certificate stays.
+    pub fn reload(&self) -> Result<(), TlsError> {
+        let resolver = &self.resolver;
+        let fresh = load_certified_key(&resolver.cert, &resolver.key, &resolver.provider)?;
+        *resolver.current.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = fresh;
+        tracing::info!(cert = %resolver.cert.display(), "TLS certificate reloaded");
+        Ok(())
+    }
+}
+
+/// The certificate of a reloadable set-up, swapped whole by [`CertReloader::reload`].
+#[derive(Debug)]
+struct Reloadable {
+    current: RwLock<Arc<CertifiedKey>>,
+    cert: PathBuf,
+    key: PathBuf,
+    provider: Arc<CryptoProvider>,
+}
+
+impl ResolvesServerCert for Reloadable {
+    fn resolve(&self, _client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone())
+    }
+}
+
+fn load_certified_key(cert: &Path, key: &Path, provider: &CryptoProvider) -> Result<Arc<CertifiedKey>, TlsError> {
+    let read =
+        |path: &Path| std::fs::read(path).map_err(|e| TlsError::Pem { path: path.to_owned(), message: e.to_string() });
+    let chain = parse_chain(&read(cert)?).map_err(|message| TlsError::Pem { path: cert.to_owned(), message })?;
+    let private = parse_key(&read(key)?).map_err(|message| TlsError::Pem { path: key.to_owned(), message })?;
+    Ok(Arc::new(CertifiedKey::from_der(chain, private, provider)?))
 }
 
 fn parse_chain(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {

@@ -400,3 +400,56 @@ fn a_tls_peer_that_stops_reading_is_a_slow_consumer() {
     assert_eq!(code, Some(u16::from(CloseCode::POLICY_VIOLATION)));
     echo_works(&mut fast, "still served");
 }
+
+#[test]
+fn certificates_reload_without_a_restart() {
+    watchdog();
+    let dir = std::env::temp_dir().join(format!("wsproto-tls-reload-{}-{}", std::process::id(), next_id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let write = |pki: &TestPki| {
+        std::fs::write(&cert, &pki.cert_pem).unwrap();
+        std::fs::write(&key, &pki.key_pem).unwrap();
+    };
+    let (first, second) = (TestPki::localhost(), TestPki::localhost());
+    write(&first);
+    let (tls, reloader) = ServerTls::reloadable(&cert, &key).expect("PEM files");
+    let server = Server::bind("127.0.0.1:0".parse().unwrap(), ServerOptions::default()).unwrap().with_tls(tls);
+    let addr = server.local_addr().unwrap();
+    let handle = server.handle();
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let thread = std::thread::spawn(move || server.run(TestHandler { seen }).map(drop).expect("server loop"));
+    let handshake = |config: &Arc<ClientConfig>| {
+        let mut tcp = TcpStream::connect(addr).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut conn = ClientConnection::new(config.clone(), ServerName::try_from("localhost").unwrap()).unwrap();
+        while conn.is_handshaking() {
+            conn.complete_io(&mut tcp)?;
+        }
+        Ok::<_, io::Error>((conn, tcp))
+    };
+    let (first_client, second_client) = (first.client_config(), second.client_config());
+    let open = handshake(&first_client).expect("the first certificate");
+    assert!(handshake(&second_client).is_err(), "not yet the second");
+
+    // A reload that fails keeps the certificate in use.
+    std::fs::write(&key, "not a key").unwrap();
+    assert!(reloader.reload().is_err());
+    handshake(&first_client).expect("still the first certificate");
+
+    write(&second);
+    reloader.reload().expect("reload");
+    handshake(&second_client).expect("the second certificate, without a restart");
+    assert!(handshake(&first_client).is_err(), "the first is gone for new connections");
+    // The connection made before the reload carries on with its session.
+    let (mut conn, mut tcp) = open;
+    let mut stream = rustls::Stream::new(&mut conn, &mut tcp);
+    stream.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut response = [0u8; 17];
+    stream.read_exact(&mut response).unwrap();
+    assert_eq!(&response, b"HTTP/1.1 200 OK\r\n");
+
+    let _ = handle.shutdown();
+    thread.join().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
