@@ -32,7 +32,7 @@
 //! - closing sends close_notify before our FIN. A peer whose stream ends without
 //!   close_notify, or with it but before the WebSocket close handshake, ends abnormally
 //!   (`Closed::clean` false, 1006); after a completed close handshake (which already
-//!   authenticates the end, RFC 6455 §7.1.4) its missing close_notify is only logged;
+//!   authenticates the end, RFC 6455 §7.1.4) a missing close_notify changes nothing;
 //! - bytes that are not TLS (garbage, plain HTTP) end the connection with a TLS alert.
 //!
 //! ```no_run
