@@ -563,7 +563,7 @@ fn write_plain(stream: &mut TcpStream, conn: &mut wsproto::Connection) -> io::Re
         let n = conn.outgoing(&mut slices);
         match stream.write_vectored(&slices[..n]) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(written) => conn.advance_outgoing(written),
+            Ok(written) => conn.advance_outgoing(Instant::now(), written),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
@@ -585,7 +585,7 @@ fn write_tls(socket: &mut Socket, conn: &mut wsproto::Connection) -> io::Result<
             let n = conn.outgoing(&mut slices);
             match tls.writer().write_vectored(&slices[..n])? {
                 0 => break,
-                taken => conn.advance_outgoing(taken),
+                taken => conn.advance_outgoing(Instant::now(), taken),
             }
         }
         if !tls.wants_write() {

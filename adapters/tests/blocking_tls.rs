@@ -217,7 +217,7 @@ fn accept_with_over_tls_answers_https_and_ends_with_close_notify() {
             let stream = wsproto_adapters::blocking::tls_accept(stream, &tls, Some(Duration::from_secs(5))).unwrap();
             let result = WebSocket::accept_with(stream, Arc::new(Config::default()), |request| {
                 if request.path() == "/health" {
-                    Err(wsproto::HttpResponse::new(200).text("ok\n"))
+                    Err(wsproto::OutgoingResponse::new(200).text("ok\n"))
                 } else {
                     Ok(Accept::new())
                 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
-use wsproto::{CloseCode, Closed, Config, HttpResponse, Message, PreparedFrame, Request};
+use wsproto::{CloseCode, Closed, Config, Message, OutgoingResponse, PreparedFrame, Request};
 use wsproto_adapters::mio::{ConnId, Context, Handle, Handler, Server, ServerOptions};
 use wsproto_adapters::tls::ServerTls;
 use wsproto_testkit::tls::TestPki;
@@ -35,10 +35,10 @@ impl Handler for TestHandler {
     type State = ();
     type Command = ();
 
-    fn on_http(&mut self, _ctx: &mut Context, _id: ConnId, request: &Request) -> HttpResponse {
+    fn on_http(&mut self, _ctx: &mut Context, _id: ConnId, request: &Request) -> OutgoingResponse {
         match request.path() {
-            "/health" => HttpResponse::new(200).text("ok\n"),
-            _ => HttpResponse::new(404).text("not found\n"),
+            "/health" => OutgoingResponse::new(200).text("ok\n"),
+            _ => OutgoingResponse::new(404).text("not found\n"),
         }
     }
 

@@ -7,7 +7,7 @@ use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::Duration;
 
-use wsproto::{ClientRequest, Response, WsUrl};
+use wsproto::{OutgoingRequest, Response, WsUrl};
 
 use super::proxy::{Proxy, ProxyEnv};
 #[cfg(feature = "tls")]
@@ -193,7 +193,7 @@ impl Connector {
             true => ClientStream::Tls(Box::new(tls_connect(socket, &url.host, self.tls.as_ref(), timeout)?)),
             _ => ClientStream::Plain(socket),
         };
-        let request = ClientRequest {
+        let request = OutgoingRequest {
             host: url.host_header(),
             target: url.target,
             origin: options.origin,
