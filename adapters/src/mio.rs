@@ -575,7 +575,9 @@ fn write_plain(stream: &mut TcpStream, conn: &mut wsproto::Connection) -> io::Re
 /// Moves the connection's queue into the TLS session and its records to the socket, until
 /// both are empty or the socket is full. Each vectored write into rustls becomes as few
 /// records as its bytes fill (up to 16 KiB each), however many frames it holds; rustls takes
-/// only up to its buffer limit, and what it refuses stays in the queue.
+/// only up to its buffer limit, and what it refuses stays in the queue. The core is told bytes
+/// are written when rustls takes them (the pong deadline starts then): the records go to the
+/// socket in the same call unless it is full.
 #[cfg(feature = "tls")]
 fn write_tls(socket: &mut Socket, conn: &mut wsproto::Connection) -> io::Result<()> {
     let Some(tls) = socket.tls.as_mut() else { return Ok(()) };
