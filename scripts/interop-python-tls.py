@@ -12,7 +12,7 @@ usage: scripts/interop-python-tls.py   (after `cargo build --release --bin echo-
 ws-client` and `pip install websockets cryptography`; WSPROTO_BIN=target/debug for a debug
 build). Prints `interop-tls: N passed, N failed`; exits 1 on any failure.
 """
-import datetime, ipaddress, os, socket, ssl, subprocess, sys, tempfile, threading, time
+import datetime, importlib.util, ipaddress, os, socket, ssl, subprocess, sys, tempfile, threading, time
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -23,22 +23,28 @@ from websockets.sync.server import serve
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, os.environ.get("WSPROTO_BIN", os.path.join("target", "release")))
-passed = failed = 0
 
 
-def check(name, condition, detail=""):
-    global passed, failed
-    if condition:
-        passed += 1
-    else:
-        failed += 1
-        print(f"FAILED: {name} {detail}")
+def load_script(name):
+    """Another script of this folder as a module (the file names are not identifiers)."""
+    spec = importlib.util.spec_from_file_location(name.replace("-", "_"), os.path.join(ROOT, "scripts", name))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+# The plain interop script's tally and port helper: one `check` for both.
+plain = load_script("interop-python.py")
+check, free_port = plain.check, plain.free_port
+
+
+def wait_for_port(port):
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
 
 
 def make_pki(directory):
@@ -83,12 +89,7 @@ def websockets_client_against_our_server(pki):
     server = subprocess.Popen([os.path.join(BIN, "echo-server"), "--addr", f"127.0.0.1:{port}",
                                "--tls-cert", pki["cert"], "--tls-key", pki["key"]], stderr=subprocess.DEVNULL)
     try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.05)
+        wait_for_port(port)
         context = ssl.create_default_context(cafile=pki["ca"])
         context.set_alpn_protocols(["http/1.1"])
         for host in ["localhost", "127.0.0.1"]:
@@ -177,8 +178,8 @@ def main():
         pki = make_pki(directory)
         websockets_client_against_our_server(pki)
         our_client_against_websockets_server(pki)
-    print(f"interop-tls: {passed} passed, {failed} failed")
-    return 1 if failed else 0
+    print(f"interop-tls: {plain.passed} passed, {plain.failed} failed")
+    return 1 if plain.failed else 0
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, os.environ.get("WSPROTO_BIN", os.path.join("target", "release")))
 spec = importlib.util.spec_from_file_location("interop_tls", os.path.join(ROOT, "scripts", "interop-python-tls.py"))
 interop_tls = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(interop_tls)
+spec.loader.exec_module(interop_tls)  # make_pki, free_port, wait_for_port
 
 
 def rss(pid):
@@ -58,12 +58,7 @@ def measure(n, pki, tls):
     server = subprocess.Popen(args, stderr=subprocess.DEVNULL)
     context = ssl.create_default_context(cafile=pki["ca"]) if tls else None
     try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.05)
+        interop_tls.wait_for_port(port)
         warm = [open_connection(port, context) for _ in range(8)]
         for sock in warm:
             sock.close()

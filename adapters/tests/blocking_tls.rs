@@ -10,49 +10,16 @@ use wsproto::{Accept, CloseCause, CloseCode, Closed, Config, KeepAlive, Message}
 use wsproto_adapters::blocking::{
     accept_tls, connect, ClientStream, ConnectOptions, Connector, Error, Incoming, TlsStream, WebSocket,
 };
-use wsproto_adapters::mio::{ConnId, Context, Handle, Handler, Server, ServerOptions};
-use wsproto_adapters::tls::ServerTls;
 use wsproto_testkit::tls::TestPki;
+
+mod support;
+
+use support::{server_tls, EchoServer};
 
 const WATCHDOG: Duration = Duration::from_secs(60);
 
-struct Echo;
-
-impl Handler for Echo {
-    type State = ();
-    type Command = ();
-
-    fn on_open(&mut self, _ctx: &mut Context, _id: ConnId) {}
-
-    fn on_message(&mut self, ctx: &mut Context, id: ConnId, message: Message) {
-        let _ = ctx.send(id, message);
-    }
-}
-
-/// The mio server over TLS with `pki`'s leaf, echoing; shut down when dropped.
-struct MioServer {
-    port: u16,
-    handle: Handle,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Drop for MioServer {
-    fn drop(&mut self) {
-        let _ = self.handle.shutdown();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-fn mio_server(pki: &TestPki) -> MioServer {
-    wsproto_testkit::process_watchdog("blocking TLS tests", Duration::from_secs(120));
-    let tls = ServerTls::from_pem(pki.cert_pem.as_bytes(), pki.key_pem.as_bytes()).unwrap();
-    let server = Server::bind("127.0.0.1:0".parse().unwrap(), ServerOptions::default()).unwrap().with_tls(tls);
-    let port = server.local_addr().unwrap().port();
-    let handle = server.handle();
-    let thread = std::thread::spawn(move || server.run(Echo).map(drop).expect("server loop"));
-    MioServer { port, handle, thread: Some(thread) }
+fn mio_server(pki: &TestPki) -> EchoServer {
+    EchoServer::start(Some(server_tls(pki)))
 }
 
 fn next_message(ws: &mut WebSocket<ClientStream>) -> Message {
@@ -134,7 +101,7 @@ fn blocking_server<T: Send + 'static>(
     pki: &TestPki,
     serve: impl FnOnce(Result<WebSocket<TlsStream<rustls::ServerConnection>>, Error>) -> T + Send + 'static,
 ) -> (u16, wsproto_testkit::Pending<T>) {
-    let tls = ServerTls::from_pem(pki.cert_pem.as_bytes(), pki.key_pem.as_bytes()).unwrap();
+    let tls = server_tls(pki);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let config = Arc::new(config);
@@ -209,7 +176,7 @@ fn accept_tls_timers_reach_the_socket() {
 fn accept_with_over_tls_answers_https_and_ends_with_close_notify() {
     wsproto_testkit::within(WATCHDOG, || {
         let pki = TestPki::localhost();
-        let tls = ServerTls::from_pem(pki.cert_pem.as_bytes(), pki.key_pem.as_bytes()).unwrap();
+        let tls = server_tls(&pki);
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let server = wsproto_testkit::spawn_within("server", WATCHDOG, move || {

@@ -8,59 +8,27 @@ use wsproto::{CloseCode, Message};
 use wsproto_adapters::blocking::{
     ClientStream, ConnectOptions, Connector, Error, Incoming, Proxy, ProxyEnv, WebSocket,
 };
-use wsproto_adapters::mio::{ConnId, Context, Handle, Handler, Server, ServerOptions};
-use wsproto_adapters::tls::ServerTls;
 use wsproto_testkit::proxy::TestProxy;
 use wsproto_testkit::tls::TestPki;
 
+mod support;
+
+use support::{server_tls, EchoServer};
+
 const WATCHDOG: Duration = Duration::from_secs(60);
 
-struct Echo;
-
-impl Handler for Echo {
-    type State = ();
-    type Command = ();
-
-    fn on_open(&mut self, _ctx: &mut Context, _id: ConnId) {}
-
-    fn on_message(&mut self, ctx: &mut Context, id: ConnId, message: Message) {
-        let _ = ctx.send(id, message);
-    }
-}
-
-/// A plain and a TLS echo server (mio), shut down when dropped.
+/// A plain and a TLS echo server (mio).
 struct Servers {
     plain: u16,
     tls: u16,
     pki: TestPki,
-    handles: Vec<Handle>,
-}
-
-impl Drop for Servers {
-    fn drop(&mut self) {
-        for handle in &self.handles {
-            let _ = handle.shutdown();
-        }
-    }
+    _running: [EchoServer; 2],
 }
 
 fn servers() -> Servers {
-    wsproto_testkit::process_watchdog("proxy tests", Duration::from_secs(120));
     let pki = TestPki::localhost();
-    let mut handles = Vec::new();
-    let mut start = |tls: Option<ServerTls>| {
-        let mut server = Server::bind("127.0.0.1:0".parse().unwrap(), ServerOptions::default()).unwrap();
-        if let Some(tls) = tls {
-            server = server.with_tls(tls);
-        }
-        let port = server.local_addr().unwrap().port();
-        handles.push(server.handle());
-        std::thread::spawn(move || server.run(Echo).map(drop).expect("server loop"));
-        port
-    };
-    let plain = start(None);
-    let tls = start(Some(ServerTls::from_pem(pki.cert_pem.as_bytes(), pki.key_pem.as_bytes()).unwrap()));
-    Servers { plain, tls, pki, handles }
+    let (plain, tls) = (EchoServer::start(None), EchoServer::start(Some(server_tls(&pki))));
+    Servers { plain: plain.port, tls: tls.port, pki, _running: [plain, tls] }
 }
 
 fn echo_and_close(mut ws: WebSocket<ClientStream>, text: &str) {
