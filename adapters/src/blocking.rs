@@ -21,6 +21,14 @@
 //! # Ok::<(), wsproto_adapters::blocking::Error>(())
 //! ```
 //!
+//! # TLS
+//!
+//! With the `tls` feature, [`connect`] takes `wss://` URLs (SNI, ALPN `http/1.1`, the Mozilla
+//! roots, or the caller's `rustls::ClientConfig` through `Connector::tls_config`), and a
+//! server runs `accept_tls` on an accepted socket. Both use `TlsStream`, whose timeouts and
+//! shutdown are the socket's (close_notify precedes our FIN); a TLS connection cannot be
+//! split.
+//!
 //! # Timers
 //!
 //! The connection's deadlines (opening handshake, keep-alive, close handshake) become socket
@@ -55,18 +63,26 @@
 //! 64 KiB at a time, so the lock can be released during the write).
 
 use std::io::{self, IoSlice, Read, Write};
-use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::net::{Shutdown, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wsproto::{
     Accept, CloseCause, CloseCode, Closed, Config, Connection, Event, HandshakeError, Message, MessageKind,
-    MessageNotSent, OutgoingRequest, OutgoingResponse, Request, Response, Role, SendError, UsageError, WsUrl,
+    MessageNotSent, OutgoingRequest, OutgoingResponse, Request, Response, Role, SendError, UsageError,
 };
 
+mod connect;
+mod proxy;
 mod split;
+#[cfg(feature = "tls")]
+mod tls;
 
+pub use self::connect::{connect, ClientStream, Connector};
+pub use self::proxy::{Proxy, ProxyEnv, ProxyKind};
 pub use self::split::{Reader, SplitError, Writer};
+#[cfg(feature = "tls")]
+pub use self::tls::{accept_tls, tls_accept, TlsStream};
 
 /// How many bytes one read takes from the stream.
 const READ_BUFFER_SIZE: usize = 64 << 10;
@@ -185,10 +201,29 @@ pub enum Error {
     /// The URL is not a valid `ws://` URL; the text says what is wrong.
     #[error("invalid WebSocket URL: {0}")]
     InvalidUrl(&'static str),
-    /// A `wss://` URL: this crate has no TLS. Connect a TLS stream yourself and hand it to
-    /// [`WebSocket::client`].
-    #[error("wss:// needs TLS, which this crate does not provide; use WebSocket::client over a TLS stream")]
+    /// The proxy could not be reached, refused the tunnel (407 for missing or wrong
+    /// credentials) or did not speak its protocol; or the proxy URL is invalid.
+    #[error("proxy {proxy}: {message}")]
+    Proxy {
+        /// The proxy's address (or its URL, without the password).
+        proxy: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// A `wss://` URL without the `tls` feature. Enable it, or connect a TLS stream yourself
+    /// and hand it to [`WebSocket::client`].
+    #[error("wss:// needs the tls feature of wsproto-adapters (or WebSocket::client over a TLS stream)")]
     TlsUnsupported,
+    /// The TLS handshake with `host` failed: a certificate not valid for it or not signed by
+    /// a trusted root, no common protocol version or cipher suite, a TLS alert.
+    #[cfg(feature = "tls")]
+    #[error("TLS with {host} failed: {error}")]
+    Tls {
+        /// The server's name (client) or the peer's address (server).
+        host: String,
+        /// What rustls reported.
+        error: rustls::Error,
+    },
 }
 
 impl From<UsageError> for Error {
@@ -271,48 +306,6 @@ pub struct ConnectOptions {
 pub fn accept(stream: TcpStream, config: Arc<Config>) -> Result<WebSocket<TcpStream>, Error> {
     stream.set_nodelay(true)?;
     WebSocket::accept_with(stream, config, |_| Ok(Accept::new()))
-}
-
-/// Client: opens a TCP connection to a `ws://` URL and completes the opening handshake.
-/// Answers the connection and the server's 101 response (its subprotocol, headers).
-///
-/// `wss://` is refused with [`Error::TlsUnsupported`]; a non-101 answer is
-/// [`Error::Rejected`] with its status. Sets `TCP_NODELAY` (see [`accept`]).
-pub fn connect(url: &str, options: ConnectOptions) -> Result<(WebSocket<TcpStream>, Response), Error> {
-    let url = WsUrl::parse(url).map_err(Error::InvalidUrl)?;
-    if url.secure {
-        return Err(Error::TlsUnsupported);
-    }
-    let stream = connect_tcp(&url.host, url.port, options.config.handshake_timeout)?;
-    stream.set_nodelay(true)?;
-    let request = OutgoingRequest {
-        host: url.host_header(),
-        target: url.target,
-        origin: options.origin,
-        subprotocols: options.subprotocols,
-        extensions: Vec::new(),
-        headers: options.headers,
-    };
-    WebSocket::client(stream, options.config, request)
-}
-
-/// Connects to the first address of `host` that answers, each attempt bounded by `timeout`.
-fn connect_tcp(host: &str, port: u16, timeout: Option<Duration>) -> io::Result<TcpStream> {
-    let mut last_error = None;
-    for addr in (host, port).to_socket_addrs()? {
-        let attempt = match timeout {
-            Some(timeout) => TcpStream::connect_timeout(&addr, timeout),
-            None => TcpStream::connect(addr),
-        };
-        match attempt {
-            Ok(stream) => return Ok(stream),
-            Err(error) => {
-                tracing::debug!("connect to {addr} failed: {error}");
-                last_error = Some(error);
-            }
-        }
-    }
-    Err(last_error.unwrap_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{host} resolves to no address"))))
 }
 
 /// One WebSocket connection over a blocking stream, server or client.

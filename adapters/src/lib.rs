@@ -10,9 +10,10 @@
 //!   [`Context`](server::Context), the registry, broadcast that encodes a frame once for all
 //!   recipients, and the limits and policies.
 //! - [`mio`]: a mio event loop that runs a [`server::Handler`] for many connections on one
-//!   thread.
+//!   thread; with the `tls` feature it serves `wss://` (`mio::Server::with_tls`).
 //! - `tokio` (feature `tokio`): one connection over any tokio stream as a `Stream` and a
 //!   `Sink` of messages, cancel-safe, splittable into halves for two tasks.
+//! - `tls` (feature `tls`): rustls set-ups with an explicitly chosen crypto provider.
 //!
 //! # tokio
 //!
@@ -62,5 +63,7 @@
 pub mod blocking;
 pub mod mio;
 pub mod server;
+#[cfg(feature = "tls")]
+pub mod tls;
 #[cfg(feature = "tokio")]
 pub mod tokio;

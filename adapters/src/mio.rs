@@ -19,6 +19,22 @@
 //! - the server closes TCP first (RFC 6455 §7.1.1), half-closing and draining what the peer
 //!   still sends, so our last frame is not lost to a reset.
 //!
+//! With the `tls` feature, `Server::with_tls` serves `wss://`: each connection gets a rustls
+//! session driven by the same loop as a sans-IO layer under the WebSocket connection (socket →
+//! `read_tls` → `process_new_packets` → plaintext reader → core; core → plaintext writer →
+//! `write_tls` → socket). Consequences:
+//! - the handshake deadline, which starts at accept, covers the TLS handshake too;
+//! - whatever is queued when the socket can take it goes to rustls in one vectored write, so a
+//!   burst of small frames leaves in as few TLS records as fit (one per 16 KiB), not one each;
+//! - rustls holds at most a bounded amount of records per connection (see `tls`); the rest
+//!   stays in the connection's queue, so a peer that stops reading is a slow consumer as
+//!   before;
+//! - closing sends close_notify before our FIN. A peer whose stream ends without
+//!   close_notify, or with it but before the WebSocket close handshake, ends abnormally
+//!   (`Closed::clean` false, 1006); after a completed close handshake (which already
+//!   authenticates the end, RFC 6455 §7.1.4) a missing close_notify changes nothing;
+//! - bytes that are not TLS (garbage, plain HTTP) end the connection with a TLS alert.
+//!
 //! ```no_run
 //! use wsproto::Message;
 //! use wsproto_adapters::mio::{ConnId, Context, Handler, Server, ServerOptions};
@@ -55,6 +71,8 @@ use ::mio::{Events, Interest, Poll, Token, Waker};
 use crate::server::core::{Admission, Core};
 use crate::server::{Command, Wake};
 pub use crate::server::{ConnId, Context, Handle, Handler, ServerOptions};
+#[cfg(feature = "tls")]
+use crate::tls::ServerTls;
 
 const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX - 2);
@@ -84,6 +102,8 @@ pub struct Server<C = ()> {
     commands: Receiver<Command<C>>,
     sender: Sender<Command<C>>,
     options: ServerOptions,
+    #[cfg(feature = "tls")]
+    tls: Option<ServerTls>,
 }
 
 impl<C> std::fmt::Debug for Server<C> {
@@ -106,7 +126,23 @@ impl<C: Send + 'static> Server<C> {
         poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let (sender, commands) = mpsc::channel();
-        Ok(Server { poll, listener, waker, commands, sender, options })
+        Ok(Server {
+            poll,
+            listener,
+            waker,
+            commands,
+            sender,
+            options,
+            #[cfg(feature = "tls")]
+            tls: None,
+        })
+    }
+
+    /// Serves every connection over TLS (`wss://`, and `https://` for plain HTTP requests).
+    #[cfg(feature = "tls")]
+    pub fn with_tls(mut self, tls: ServerTls) -> Self {
+        self.tls = Some(tls);
+        self
     }
 
     /// The address the listener is bound to (useful after binding port 0).
@@ -131,6 +167,8 @@ impl<C: Send + 'static> Server<C> {
             sockets: Vec::new(),
             core: Core::new(self.options, handler),
             shutdown_deadline: None,
+            #[cfg(feature = "tls")]
+            tls: self.tls,
         };
         event_loop.run()?;
         Ok(event_loop.core.handler)
@@ -150,6 +188,20 @@ struct Socket {
     fin_sent: bool,
     /// The interest registered with the poll.
     writable_interest: bool,
+    /// The TLS session under the WebSocket connection, for a TLS server.
+    #[cfg(feature = "tls")]
+    tls: Option<Box<rustls::ServerConnection>>,
+}
+
+impl Socket {
+    /// Whether bytes below the WebSocket queue (TLS records) still wait for the socket.
+    fn transport_pending(&self) -> bool {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.tls {
+            return tls.wants_write();
+        }
+        false
+    }
 }
 
 struct EventLoop<H: Handler> {
@@ -163,6 +215,8 @@ struct EventLoop<H: Handler> {
     sockets: Vec<Option<Socket>>,
     core: Core<H>,
     shutdown_deadline: Option<Instant>,
+    #[cfg(feature = "tls")]
+    tls: Option<ServerTls>,
 }
 
 impl<H: Handler> EventLoop<H> {
@@ -236,6 +290,14 @@ impl<H: Handler> EventLoop<H> {
                     return;
                 }
             };
+            #[cfg(feature = "tls")]
+            let tls = match self.tls.as_ref().map(ServerTls::session).transpose() {
+                Ok(session) => session.map(Box::new),
+                Err(e) => {
+                    tracing::warn!(%peer, "TLS session refused: {e}");
+                    continue;
+                }
+            };
             let Admission::Admitted(id) = self.core.accept(peer) else { continue };
             let _ = stream.set_nodelay(true);
             if let Err(e) = self.poll.registry().register(&mut stream, Token(id.index()), Interest::READABLE) {
@@ -246,8 +308,15 @@ impl<H: Handler> EventLoop<H> {
             if self.sockets.len() <= id.index() {
                 self.sockets.resize_with(id.index() + 1, || None);
             }
-            self.sockets[id.index()] =
-                Some(Socket { stream, scheduled: None, linger_until: None, fin_sent: false, writable_interest: false });
+            self.sockets[id.index()] = Some(Socket {
+                stream,
+                scheduled: None,
+                linger_until: None,
+                fin_sent: false,
+                writable_interest: false,
+                #[cfg(feature = "tls")]
+                tls,
+            });
             self.schedule(id);
         }
     }
@@ -279,6 +348,10 @@ impl<H: Handler> EventLoop<H> {
         let Some(socket) = self.socket(id) else { return };
         if socket.fin_sent {
             return self.drain_lingering(id);
+        }
+        #[cfg(feature = "tls")]
+        if socket.tls.is_some() {
+            return self.read_tls(id);
         }
         while self.core.may_read(id) {
             let Some(socket) = self.sockets.get_mut(id.index()).and_then(Option::as_mut) else { return };
@@ -323,26 +396,13 @@ impl<H: Handler> EventLoop<H> {
     fn write(&mut self, id: ConnId) {
         let Some(socket) = self.sockets.get_mut(id.index()).and_then(Option::as_mut) else { return };
         let Some(conn) = self.core.connection_mut(id) else { return };
-        let mut failed = false;
-        while conn.queued_bytes() > 0 {
-            let mut slices = [IoSlice::new(&[]); 64];
-            let n = conn.outgoing(&mut slices);
-            match socket.stream.write_vectored(&slices[..n]) {
-                Ok(0) => {
-                    failed = true;
-                    break;
-                }
-                Ok(written) => conn.advance_outgoing(Instant::now(), written),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    tracing::debug!(%id, "write error: {e}");
-                    failed = true;
-                    break;
-                }
-            }
-        }
-        if failed {
+        let written = match () {
+            #[cfg(feature = "tls")]
+            () if socket.tls.is_some() => write_tls(socket, conn),
+            () => write_plain(&mut socket.stream, conn),
+        };
+        if let Err(e) = written {
+            tracing::debug!(%id, "write error: {e}");
             // Report the close (if this was news) before the connection goes.
             self.core.write_failed(id);
             return self.remove(id);
@@ -353,9 +413,9 @@ impl<H: Handler> EventLoop<H> {
         if conn.should_close_transport() && socket.linger_until.is_none() {
             socket.linger_until = Some(now + close_timeout.max(LINGER));
         }
-        if conn.queued_bytes() == 0 {
+        if conn.queued_bytes() == 0 && !socket.transport_pending() {
             conn.release_buffers();
-            if conn.should_close_transport() && !socket.fin_sent {
+            if conn.should_close_transport() && !socket.fin_sent && close_notify(socket) {
                 // The server closes TCP first (RFC 6455 §7.1.1): a half-close, so that what the
                 // peer still sends is read and dropped rather than answered with a reset that
                 // could destroy our last frame before the peer reads it.
@@ -365,7 +425,7 @@ impl<H: Handler> EventLoop<H> {
                 return;
             }
         }
-        let wants_write = conn.queued_bytes() > 0;
+        let wants_write = conn.queued_bytes() > 0 || socket.transport_pending();
         if wants_write != socket.writable_interest {
             let interest = if wants_write { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
             if self.poll.registry().reregister(&mut socket.stream, Token(id.index()), interest).is_ok() {
@@ -376,6 +436,60 @@ impl<H: Handler> EventLoop<H> {
             self.read(id, false);
         }
         self.schedule(id);
+    }
+
+    /// Reads a TLS connection: records from the socket into rustls, the plaintext rustls
+    /// decrypted into the core, until the socket is drained (every read to `WouldBlock`:
+    /// rustls reads at most a few KiB per call, so a short read proves nothing) or the core
+    /// wants no more for now. Plaintext left in rustls while the connection is paused is
+    /// taken first when reading resumes.
+    #[cfg(feature = "tls")]
+    fn read_tls(&mut self, id: ConnId) {
+        while self.core.may_read(id) {
+            let Some(socket) = self.sockets.get_mut(id.index()).and_then(Option::as_mut) else { return };
+            let Some(tls) = socket.tls.as_mut() else { return };
+            match tls.reader().read(&mut self.read_buffer) {
+                Ok(0) => {
+                    // close_notify: the peer will send nothing more.
+                    self.core.receive_eof(id);
+                    return;
+                }
+                Ok(n) => {
+                    self.core.receive(id, &self.read_buffer[..n]);
+                    continue;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => {
+                    // UnexpectedEof: the stream ended without close_notify (a truncation).
+                    tracing::debug!(%id, "TLS stream ended without close_notify: {e}");
+                    self.core.receive_eof(id);
+                    return;
+                }
+            }
+            match tls.read_tls(&mut socket.stream) {
+                // Ok(0) is the end of the TCP stream: rustls records it, and its reader
+                // then answers whether close_notify came first.
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    tracing::debug!(%id, "read error: {e}");
+                    self.core.receive_eof(id);
+                    return;
+                }
+            }
+            if let Err(e) = tls.process_new_packets() {
+                // Not TLS, or TLS gone wrong: rustls queued an alert; send it if the socket
+                // takes it now, then end the connection (reported to the handler if open).
+                tracing::debug!(%id, "TLS error: {e}");
+                let _ = tls.write_tls(&mut socket.stream);
+                self.core.write_failed(id);
+                return self.remove(id);
+            }
+            if tls.wants_write() {
+                self.core.mark_dirty(id);
+            }
+        }
     }
 
     /// Our FIN is out: discard what the peer still sends until its FIN, then drop the socket.
@@ -440,4 +554,72 @@ impl<H: Handler> EventLoop<H> {
             self.schedule(id);
         }
     }
+}
+
+/// Writes the connection's queue to a plain socket until it is empty or the socket is full.
+fn write_plain(stream: &mut TcpStream, conn: &mut wsproto::Connection) -> io::Result<()> {
+    while conn.queued_bytes() > 0 {
+        let mut slices = [IoSlice::new(&[]); 64];
+        let n = conn.outgoing(&mut slices);
+        match stream.write_vectored(&slices[..n]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(written) => conn.advance_outgoing(Instant::now(), written),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Moves the connection's queue into the TLS session and its records to the socket, until
+/// both are empty or the socket is full. Each vectored write into rustls becomes as few
+/// records as its bytes fill (up to 16 KiB each), however many frames it holds; rustls takes
+/// only up to its buffer limit, and what it refuses stays in the queue. The core is told bytes
+/// are written when rustls takes them (the pong deadline starts then): the records go to the
+/// socket in the same call unless it is full.
+#[cfg(feature = "tls")]
+fn write_tls(socket: &mut Socket, conn: &mut wsproto::Connection) -> io::Result<()> {
+    let Some(tls) = socket.tls.as_mut() else { return Ok(()) };
+    loop {
+        while conn.queued_bytes() > 0 {
+            let mut slices = [IoSlice::new(&[]); 64];
+            let n = conn.outgoing(&mut slices);
+            match tls.writer().write_vectored(&slices[..n])? {
+                0 => break,
+                taken => conn.advance_outgoing(Instant::now(), taken),
+            }
+        }
+        if !tls.wants_write() {
+            return Ok(());
+        }
+        match tls.write_tls(&mut socket.stream) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Before our FIN on a TLS connection: queues close_notify and writes it. Answers whether
+/// the FIN may follow now (always for a plain socket; for TLS once the alert is out, else the
+/// socket's writability brings the connection back here).
+fn close_notify(socket: &mut Socket) -> bool {
+    #[cfg(feature = "tls")]
+    if let Some(tls) = socket.tls.as_mut() {
+        tls.send_close_notify();
+        while tls.wants_write() {
+            match tls.write_tls(&mut socket.stream) {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+                Err(_) => return true,
+            }
+        }
+    }
+    let _ = socket;
+    true
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use wsproto::{
     Accept, CloseCode, Closed, Config, Message, OutgoingResponse, PreparedFrame, Request, SubprotocolPolicy,
 };
-use wsproto_adapters::blocking::{connect, ConnectOptions, Error, Incoming, WebSocket};
+use wsproto_adapters::blocking::{connect, ClientStream, ConnectOptions, Error, Incoming, WebSocket};
 use wsproto_adapters::mio::{ConnId, Context, Handle, Handler, Server, ServerOptions};
 
 fn watchdog() {
@@ -112,11 +112,11 @@ fn start(options: ServerOptions) -> Running {
     Running { addr, handle, seen, thread: Some(thread) }
 }
 
-fn client(url: &str) -> WebSocket<TcpStream> {
+fn client(url: &str) -> WebSocket<ClientStream> {
     connect(url, ConnectOptions::default()).expect("connect").0
 }
 
-fn next_message(ws: &mut WebSocket<TcpStream>) -> Message {
+fn next_message(ws: &mut WebSocket<ClientStream>) -> Message {
     loop {
         match ws.read().expect("read") {
             Incoming::Message(message) => return message,
@@ -126,7 +126,7 @@ fn next_message(ws: &mut WebSocket<TcpStream>) -> Message {
     }
 }
 
-fn read_until_closed(ws: &mut WebSocket<TcpStream>) -> Closed {
+fn read_until_closed(ws: &mut WebSocket<ClientStream>) -> Closed {
     loop {
         if let Incoming::Closed(closed) = ws.read().expect("read") {
             return closed;

@@ -64,3 +64,7 @@ impl<T> Pending<T> {
         }
     }
 }
+
+pub mod proxy;
+#[cfg(feature = "tls")]
+pub mod tls;

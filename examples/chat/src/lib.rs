@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use wsproto::{Config, DeflateConfig, KeepAlive, OriginPolicy, SubprotocolPolicy};
 use wsproto_adapters::mio::{Server, ServerOptions};
+use wsproto_adapters::tls::ServerTls;
 
 mod handler;
 mod http;
@@ -48,6 +49,8 @@ pub struct ChatOptions {
     pub max_draw_rate: f64,
     /// Strokes the board keeps for late joiners; the oldest are dropped beyond.
     pub board_limit: usize,
+    /// Serve the page and the WebSocket over TLS (`https://`, `wss://`) with this certificate.
+    pub tls: Option<ServerTls>,
 }
 
 impl Default for ChatOptions {
@@ -62,6 +65,7 @@ impl Default for ChatOptions {
             max_rate: 20.0,
             max_draw_rate: 200.0,
             board_limit: 10_000,
+            tls: None,
         }
     }
 }
@@ -70,7 +74,8 @@ impl Default for ChatOptions {
 pub fn bind(options: &ChatOptions) -> io::Result<(Server, Chat)> {
     let listener = std::net::TcpListener::bind(options.addr)?;
     let addr = listener.local_addr()?;
-    let origins = if options.origins.is_empty() { own_origins(addr) } else { options.origins.clone() };
+    let scheme = if options.tls.is_some() { "https" } else { "http" };
+    let origins = if options.origins.is_empty() { own_origins(scheme, addr) } else { options.origins.clone() };
     let config = Config {
         max_message_size: options.max_message,
         max_frame_size: options.max_message,
@@ -85,17 +90,21 @@ pub fn bind(options: &ChatOptions) -> io::Result<(Server, Chat)> {
     };
     let server_options =
         ServerOptions { config: Arc::new(config), max_connections: options.max_clients, ..ServerOptions::default() };
-    let server = Server::from_std(listener, server_options)?;
+    let mut server = Server::from_std(listener, server_options)?;
+    if let Some(tls) = &options.tls {
+        server = server.with_tls(tls.clone());
+    }
     Ok((server, Chat::new(options)))
 }
 
-/// The origins a browser shows for pages served by this server itself.
-fn own_origins(addr: SocketAddr) -> Vec<String> {
+/// The origins a browser shows for pages served by this server itself (`scheme` is `http`,
+/// or `https` over TLS).
+fn own_origins(scheme: &str, addr: SocketAddr) -> Vec<String> {
     let port = addr.port();
-    let mut origins = vec![format!("http://{addr}")];
+    let mut origins = vec![format!("{scheme}://{addr}")];
     if addr.ip().is_loopback() {
-        origins.push(format!("http://localhost:{port}"));
-        origins.push(format!("http://127.0.0.1:{port}"));
+        origins.push(format!("{scheme}://localhost:{port}"));
+        origins.push(format!("{scheme}://127.0.0.1:{port}"));
     }
     origins
 }

@@ -1,14 +1,23 @@
 //! The chat server and its web client: `cargo run --release --bin chat`, then open
-//! http://127.0.0.1:3000.
+//! http://127.0.0.1:3000 (or, with `--tls-cert` and `--tls-key`, https://127.0.0.1:3000).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use chat::ChatOptions;
 use clap::Parser;
+use wsproto_adapters::tls::ServerTls;
 
 #[derive(Debug, Parser)]
-#[command(about = "WebSocket chat server with a browser client and a shared drawing board")]
+#[command(
+    about = "WebSocket chat server with a browser client and a shared drawing board",
+    after_help = "HTTPS: a certificate and key for this machine only (self-signed, so the browser asks once):\n  \
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \\\n    \
+        -keyout key.pem -out cert.pem -subj /CN=localhost \\\n    \
+        -addext subjectAltName=DNS:localhost,IP:127.0.0.1\n  \
+        chat --tls-cert cert.pem --tls-key key.pem    # then open https://localhost:3000"
+)]
 struct Args {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:3000")]
@@ -31,6 +40,13 @@ struct Args {
     /// Sustained chat messages per second per client before it is closed (1008).
     #[arg(long, default_value_t = 20.0)]
     max_rate: f64,
+    /// Serve the page and the WebSocket over TLS (https://, wss://) with this certificate
+    /// chain (PEM, leaf first); needs --tls-key.
+    #[arg(long, value_name = "PATH", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "PATH", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Log each connect, join, leave and reap (-v), and the adapter's details (-vv).
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -39,6 +55,14 @@ struct Args {
 fn main() -> std::io::Result<()> {
     let args = Args::parse();
     example_logging::init(args.verbose);
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(ServerTls::from_pem_files(cert, key).unwrap_or_else(|e| {
+            eprintln!("chat: {e}");
+            std::process::exit(2)
+        })),
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let options = ChatOptions {
         addr: args.addr,
         origins: args.origins,
@@ -47,10 +71,11 @@ fn main() -> std::io::Result<()> {
         ping_timeout: Duration::from_secs(args.ping_timeout.max(1)),
         max_message: args.max_message,
         max_rate: args.max_rate,
+        tls,
         ..ChatOptions::default()
     };
     let (server, chat) = chat::bind(&options)?;
-    eprintln!("chat: open http://{} in a browser", server.local_addr()?);
+    eprintln!("chat: open {scheme}://{} in a browser", server.local_addr()?);
     server.run(chat)?;
     Ok(())
 }

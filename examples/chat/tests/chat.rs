@@ -8,7 +8,7 @@ use std::time::Duration;
 use chat::ChatOptions;
 use serde_json::{json, Value};
 use wsproto::{CloseCode, Config, Message};
-use wsproto_adapters::blocking::{connect, ConnectOptions, Error, Incoming, WebSocket};
+use wsproto_adapters::blocking::{connect, ClientStream, ConnectOptions, Error, Incoming, WebSocket};
 use wsproto_adapters::mio::Handle;
 
 struct ChatServer {
@@ -43,7 +43,7 @@ fn start_default() -> ChatServer {
     start(ChatOptions::default())
 }
 
-type Ws = WebSocket<TcpStream>;
+type Ws = WebSocket<ClientStream>;
 
 fn open_with(server: &ChatServer, subprotocols: &[&str], origin: Option<String>) -> Result<Ws, Error> {
     let options = ConnectOptions {

@@ -3,13 +3,16 @@
 //! `echo-server --addr 127.0.0.1:9001 --adapter mio` serves every connection on one mio
 //! thread; `--adapter blocking` runs a thread per connection over the blocking adapter;
 //! `--adapter tokio` a task per connection on a multi-threaded tokio runtime.
+//! `--tls-cert cert.pem --tls-key key.pem` serves `wss://` (mio adapter).
 
 use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::{Parser, ValueEnum};
 use echo_server::{blocking_echo, echo_config, tokio_echo, Echo};
 use wsproto_adapters::mio::{Server, ServerOptions};
+use wsproto_adapters::tls::ServerTls;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Adapter {
@@ -30,6 +33,12 @@ struct Args {
     /// Which adapter serves the connections.
     #[arg(long, value_enum, default_value = "mio")]
     adapter: Adapter,
+    /// Serve wss:// with this certificate chain (PEM, leaf first; mio adapter); needs --tls-key.
+    #[arg(long, value_name = "PATH", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "PATH", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Log connections (-v) or everything (-vv).
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -39,12 +48,24 @@ fn main() -> std::io::Result<()> {
     let args = Args::parse();
     example_logging::init(args.verbose);
     let config = Arc::new(echo_config());
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(ServerTls::from_pem_files(cert, key).map_err(std::io::Error::other)?),
+        _ => None,
+    };
     match args.adapter {
         Adapter::Mio => {
             let options = ServerOptions { config, ..ServerOptions::default() };
-            let server = Server::bind(args.addr, options)?;
-            eprintln!("echo-server (mio) listening on ws://{}", server.local_addr()?);
+            let mut server = Server::bind(args.addr, options)?;
+            let scheme = if tls.is_some() { "wss" } else { "ws" };
+            if let Some(tls) = tls {
+                server = server.with_tls(tls);
+            }
+            eprintln!("echo-server (mio) listening on {scheme}://{}", server.local_addr()?);
             server.run(Echo)?;
+        }
+        _ if tls.is_some() => {
+            eprintln!("echo-server: --tls-cert is served by --adapter mio only");
+            std::process::exit(2);
         }
         Adapter::Blocking => {
             let listener = TcpListener::bind(args.addr)?;

@@ -2,14 +2,18 @@
 //! comes back, and closes. Handy for poking at a server, and the other half of the interop
 //! test against Python's `websockets` (`scripts/interop-python.py`).
 //!
-//! `ws-client ws://127.0.0.1:9001/ --send hello --send world --deflate [--tokio]`
+//! `ws-client ws://127.0.0.1:9001/ --send hello --send world --deflate [--tokio]`;
+//! `ws-client wss://example.org/ --send hello` over TLS (`--ca ca.pem` to trust a private CA);
+//! `--proxy http://user:pw@proxy:3128` or `--proxy socks5://proxy:1080` through a proxy,
+//! `--proxy-from-env` through the one `HTTPS_PROXY` / `HTTP_PROXY` / `NO_PROXY` name.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
 use wsproto::{CloseCode, Config, DeflateConfig, Message};
-use wsproto_adapters::blocking::{connect, ConnectOptions, Incoming};
+use wsproto_adapters::blocking::{ConnectOptions, Connector, Incoming, Proxy};
 
 #[derive(Debug, Parser)]
 #[command(about = "Send messages to a WebSocket server and print the replies")]
@@ -28,9 +32,21 @@ struct Args {
     /// Print the server's handshake response headers.
     #[arg(long)]
     headers: bool,
-    /// Use the tokio adapter (a current-thread runtime) instead of the blocking one.
-    #[arg(long)]
+    /// Use the tokio adapter (a current-thread runtime) instead of the blocking one
+    /// (plain ws:// only for now: no --ca, no proxy).
+    #[arg(long, conflicts_with_all = ["ca", "proxy", "proxy_from_env"])]
     tokio: bool,
+    /// wss://: trust the CA certificates in this PEM file instead of the Mozilla roots.
+    #[arg(long, value_name = "PATH")]
+    ca: Option<PathBuf>,
+    /// Connect through this proxy: http://[user:password@]host:port (CONNECT) or
+    /// socks5://[user:password@]host:port.
+    #[arg(long, value_name = "URL", conflicts_with = "proxy_from_env")]
+    proxy: Option<String>,
+    /// Connect through the environment's proxy: HTTPS_PROXY for wss://, HTTP_PROXY for ws://,
+    /// except for the hosts in NO_PROXY.
+    #[arg(long)]
+    proxy_from_env: bool,
 }
 
 fn main() -> ExitCode {
@@ -42,7 +58,29 @@ fn main() -> ExitCode {
     }
     let options =
         ConnectOptions { config: Arc::new(config), subprotocols: args.protocols, ..ConnectOptions::default() };
-    let (mut ws, response) = match connect(&args.url, options) {
+    let mut connector = Connector::new();
+    if let Some(url) = &args.proxy {
+        match Proxy::parse(url) {
+            Ok(proxy) => connector = connector.proxy(proxy),
+            Err(e) => {
+                eprintln!("ws-client: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    if args.proxy_from_env {
+        connector = connector.proxy_from_env();
+    }
+    if let Some(ca) = &args.ca {
+        match wsproto_adapters::tls::client_config_trusting(ca) {
+            Ok(config) => connector = connector.tls_config(config),
+            Err(e) => {
+                eprintln!("ws-client: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let (mut ws, response) = match connector.connect(&args.url, options) {
         Ok(connected) => connected,
         Err(e) => {
             eprintln!("ws-client: {e}");
