@@ -18,12 +18,14 @@ use std::time::Duration;
 use wsproto::{Config, DeflateConfig, KeepAlive, OriginPolicy, SubprotocolPolicy};
 use wsproto_adapters::mio::{Server, ServerOptions};
 
+mod cluster;
 mod handler;
 mod http;
 pub mod limits;
 mod protocol;
 mod room;
 
+pub use cluster::{ClusterOptions, Command};
 pub use handler::Chat;
 pub use protocol::{validate_nick, MAX_NICK_CHARS, MAX_TEXT_CHARS, SUBPROTOCOL};
 
@@ -48,6 +50,8 @@ pub struct ChatOptions {
     pub max_draw_rate: f64,
     /// Strokes the board keeps for late joiners; the oldest are dropped beyond.
     pub board_limit: usize,
+    /// Join a cluster on this Redis (`--redis`); `None`: a single node, no Redis.
+    pub cluster: Option<ClusterOptions>,
 }
 
 impl Default for ChatOptions {
@@ -62,12 +66,14 @@ impl Default for ChatOptions {
             max_rate: 20.0,
             max_draw_rate: 200.0,
             board_limit: 10_000,
+            cluster: None,
         }
     }
 }
 
-/// Binds the chat server; run it with `server.run(handler)`.
-pub fn bind(options: &ChatOptions) -> io::Result<(Server, Chat)> {
+/// Binds the chat server (and in cluster mode starts its Redis threads); run it with
+/// `server.run(handler)`.
+pub fn bind(options: &ChatOptions) -> io::Result<(Server<Command>, Chat)> {
     let listener = std::net::TcpListener::bind(options.addr)?;
     let addr = listener.local_addr()?;
     let origins = if options.origins.is_empty() { own_origins(addr) } else { options.origins.clone() };
@@ -86,7 +92,15 @@ pub fn bind(options: &ChatOptions) -> io::Result<(Server, Chat)> {
     let server_options =
         ServerOptions { config: Arc::new(config), max_connections: options.max_clients, ..ServerOptions::default() };
     let server = Server::from_std(listener, server_options)?;
-    Ok((server, Chat::new(options)))
+    let chat = match &options.cluster {
+        None => Chat::single(options),
+        Some(cluster) => {
+            let link = cluster::Link::start(cluster, options.board_limit, server.handle())
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("--redis: {e}")))?;
+            Chat::cluster(options, cluster::ClusterRoom::new(link, cluster, options.board_limit))
+        }
+    };
+    Ok((server, chat))
 }
 
 /// The origins a browser shows for pages served by this server itself.

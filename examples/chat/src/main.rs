@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use chat::ChatOptions;
+use chat::{ChatOptions, ClusterOptions};
 use clap::Parser;
 
 #[derive(Debug, Parser)]
@@ -31,6 +31,16 @@ struct Args {
     /// Sustained chat messages per second per client before it is closed (1008).
     #[arg(long, default_value_t = 20.0)]
     max_rate: f64,
+    /// Join a cluster of nodes sharing one room on this Redis (`redis://HOST:PORT[/DB]`);
+    /// without it the node is alone and needs no Redis.
+    #[arg(long)]
+    redis: Option<String>,
+    /// Cluster mode: milliseconds a node's heartbeat lives; a node silent this long is lost.
+    #[arg(long, default_value_t = 3000)]
+    node_ttl_ms: u64,
+    /// Cluster mode: about how many events the stream keeps (how far back `resume` reaches).
+    #[arg(long, default_value_t = 10_000)]
+    stream_len: usize,
     /// Log each connect, join, leave and reap (-v), and the adapter's details (-vv).
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -39,6 +49,7 @@ struct Args {
 fn main() -> std::io::Result<()> {
     let args = Args::parse();
     example_logging::init(args.verbose);
+    let args_redis = args.redis.clone();
     let options = ChatOptions {
         addr: args.addr,
         origins: args.origins,
@@ -47,10 +58,18 @@ fn main() -> std::io::Result<()> {
         ping_timeout: Duration::from_secs(args.ping_timeout.max(1)),
         max_message: args.max_message,
         max_rate: args.max_rate,
+        cluster: args.redis.map(|url| ClusterOptions {
+            node_ttl: Duration::from_millis(args.node_ttl_ms.max(150)),
+            stream_len: args.stream_len.max(1),
+            ..ClusterOptions::new(&url)
+        }),
         ..ChatOptions::default()
     };
     let (server, chat) = chat::bind(&options)?;
     eprintln!("chat: open http://{} in a browser", server.local_addr()?);
+    if let Some(url) = &args_redis {
+        eprintln!("chat: one node of the cluster on {url}");
+    }
     server.run(chat)?;
     Ok(())
 }

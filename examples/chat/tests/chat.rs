@@ -13,7 +13,7 @@ use wsproto_adapters::mio::Handle;
 
 struct ChatServer {
     addr: SocketAddr,
-    handle: Handle,
+    handle: Handle<chat::Command>,
     thread: Option<JoinHandle<()>>,
 }
 
