@@ -98,20 +98,30 @@ impl Node {
     fn start(redis: &Redis) -> Node {
         let mut child = Command::new(env!("CARGO_BIN_EXE_chat"))
             .args(["--addr", "127.0.0.1:0", "--redis", &redis.url(), "--node-ttl-ms", &TTL.as_millis().to_string()])
+            // The tests talk faster than people.
+            .args(["--max-rate", "1000", "-v"])
             .stderr(Stdio::piped())
             .spawn()
             .expect("chat binary");
         let mut stderr = BufReader::new(child.stderr.take().unwrap());
         let mut line = String::new();
         stderr.read_line(&mut line).unwrap();
-        let addr = line
+        let addr: SocketAddr = line
             .split("http://")
             .nth(1)
             .and_then(|rest| rest.split_whitespace().next())
             .and_then(|a| a.parse().ok())
             .unwrap_or_else(|| panic!("no address in {line:?}"));
-        // Keep reading its log so it never blocks on a full pipe.
-        std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+        // Keep reading its log so it never blocks on a full pipe; CHAT_TEST_LOG=1 shows it.
+        let port = addr.port();
+        std::thread::spawn(move || {
+            let show = std::env::var_os("CHAT_TEST_LOG").is_some();
+            for line in stderr.lines().map_while(Result::ok) {
+                if show {
+                    eprintln!("node {port}: {line}");
+                }
+            }
+        });
         Node { addr, child }
     }
 
@@ -379,4 +389,138 @@ fn resume_after_a_dropped_connection_and_on_another_node() {
     assert_eq!(texts(&messages(&mut alice, 2)), ["m5", "m6"]);
     let live = say(&mut bob, &["live again"]);
     assert_eq!(messages(&mut alice, 1), live);
+}
+
+/// What one client saw of a run: every chat message (id, text) in order, and the texts of
+/// its own messages that came back (acknowledged).
+struct Seen {
+    messages: Vec<(u64, String)>,
+    acked: Vec<String>,
+    refused: usize,
+}
+
+/// Says `prefix-i` until `until`, one at a time: each comes back (acknowledged) or is
+/// answered `unavailable`; records every message seen meanwhile.
+fn talk(mut ws: Ws, nick: &str, until: Instant) -> (Ws, Seen) {
+    let mut seen = Seen { messages: Vec::new(), acked: Vec::new(), refused: 0 };
+    let mut i = 0;
+    while Instant::now() < until {
+        let text = format!("{nick}-{i}");
+        i += 1;
+        send(&mut ws, json!({"type": "say", "text": text}));
+        loop {
+            let m = recv(&mut ws);
+            match m["type"].as_str() {
+                Some("message") => {
+                    let got = m["text"].as_str().unwrap().to_owned();
+                    seen.messages.push((m["id"].as_u64().unwrap(), got.clone()));
+                    if got == text {
+                        seen.acked.push(got);
+                        break;
+                    }
+                }
+                Some("error") => {
+                    assert_eq!(m["code"], "unavailable", "{m}");
+                    seen.refused += 1;
+                    std::thread::sleep(Duration::from_millis(20));
+                    break;
+                }
+                _ => {}
+            }
+        }
+    }
+    (ws, seen)
+}
+
+/// Reads messages until `last` came.
+fn read_until(ws: &mut Ws, seen: &mut Seen, last: &str) {
+    loop {
+        let m = recv_type(ws, "message");
+        let text = m["text"].as_str().unwrap().to_owned();
+        seen.messages.push((m["id"].as_u64().unwrap(), text.clone()));
+        if text == last {
+            return;
+        }
+    }
+}
+
+#[test]
+fn redis_stopped_and_started_again_mid_traffic_loses_no_acknowledged_message() {
+    watchdog();
+    let mut redis = Redis::start();
+    let nodes: Vec<Node> = (0..2).map(|_| Node::start(&redis)).collect();
+    let nicks = ["s0", "s1", "l0", "l1"];
+    let mut clients: Vec<Ws> = nicks.iter().enumerate().map(|(i, nick)| join(&nodes[i % 2], nick)).collect();
+    for ws in &mut clients {
+        wait_for_users(ws, &nicks);
+    }
+    let mut listeners = clients.split_off(2);
+    let until = Instant::now() + Duration::from_secs(4);
+    let talkers: Vec<_> =
+        clients.into_iter().zip(nicks).map(|(ws, nick)| std::thread::spawn(move || talk(ws, nick, until))).collect();
+    std::thread::sleep(Duration::from_millis(800));
+    redis.kill();
+    std::thread::sleep(Duration::from_millis(700));
+    redis.run();
+    let mut results: Vec<(Ws, Seen)> = talkers.into_iter().map(|t| t.join().unwrap()).collect();
+    for (_, seen) in &results {
+        assert!(seen.refused > 0, "Redis was away: some says were refused");
+        assert!(seen.acked.len() > 10, "and some acknowledged before and after: {}", seen.acked.len());
+    }
+    // A last message, acknowledged, marks the end for everyone.
+    let (ws, seen) = &mut results[0];
+    let (_, last) = talk_once(ws, seen, "the end");
+    let acked: Vec<String> = results.iter().flat_map(|(_, s)| s.acked.clone()).collect();
+    let mut everyone: Vec<Seen> = Vec::new();
+    for (i, (mut ws, mut seen)) in results.into_iter().enumerate() {
+        // The first talker saw the end already: it said it.
+        if i > 0 {
+            read_until(&mut ws, &mut seen, &last);
+        }
+        everyone.push(seen);
+    }
+    for ws in &mut listeners {
+        let mut seen = Seen { messages: Vec::new(), acked: Vec::new(), refused: 0 };
+        read_until(ws, &mut seen, &last);
+        everyone.push(seen);
+    }
+    let acked_order: Vec<Vec<(u64, String)>> = everyone
+        .iter()
+        .map(|seen| {
+            let ids: Vec<u64> = seen.messages.iter().map(|m| m.0).collect();
+            assert!(ids.windows(2).all(|w| w[0] < w[1]), "no duplicate, in increasing order");
+            seen.messages.iter().filter(|m| acked.contains(&m.1) || m.1 == last).cloned().collect()
+        })
+        .collect();
+    for order in &acked_order {
+        assert_eq!(order.len(), acked.len() + 1, "every acknowledged message reached everyone");
+        assert_eq!(*order, acked_order[0], "in the same order");
+    }
+}
+
+/// Says `text` until it is acknowledged; answers its id and text.
+fn talk_once(ws: &mut Ws, seen: &mut Seen, text: &str) -> (u64, String) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        assert!(Instant::now() < deadline, "the room never came back");
+        send(ws, json!({"type": "say", "text": text}));
+        loop {
+            let m = recv(ws);
+            match m["type"].as_str() {
+                Some("message") => {
+                    let got = m["text"].as_str().unwrap().to_owned();
+                    let id = m["id"].as_u64().unwrap();
+                    seen.messages.push((id, got.clone()));
+                    if got == text {
+                        return (id, got);
+                    }
+                }
+                Some("error") => {
+                    std::thread::sleep(Duration::from_millis(50));
+                    break;
+                }
+                _ => {}
+            }
+        }
+    }
 }
