@@ -60,8 +60,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wsproto::{
-    Accept, ClientRequest, CloseCause, CloseCode, Closed, Config, Connection, Event, HandshakeError, HttpResponse,
-    Message, MessageKind, Request, Response, Role, SendError, WsUrl,
+    Accept, CloseCause, CloseCode, Closed, Config, Connection, Event, HandshakeError, Message, MessageKind,
+    MessageNotSent, OutgoingRequest, OutgoingResponse, Request, Response, Role, SendError, UsageError, WsUrl,
 };
 
 mod split;
@@ -191,6 +191,18 @@ pub enum Error {
     TlsUnsupported,
 }
 
+impl From<UsageError> for Error {
+    fn from(error: UsageError) -> Self {
+        Error::Send(SendError::Usage(error))
+    }
+}
+
+impl From<MessageNotSent> for Error {
+    fn from(error: MessageNotSent) -> Self {
+        Error::Send(error.error)
+    }
+}
+
 impl From<HandshakeError> for Error {
     fn from(error: HandshakeError) -> Self {
         match error {
@@ -273,7 +285,7 @@ pub fn connect(url: &str, options: ConnectOptions) -> Result<(WebSocket<TcpStrea
     }
     let stream = connect_tcp(&url.host, url.port, options.config.handshake_timeout)?;
     stream.set_nodelay(true)?;
-    let request = ClientRequest {
+    let request = OutgoingRequest {
         host: url.host_header(),
         target: url.target,
         origin: options.origin,
@@ -369,7 +381,7 @@ impl<S: Transport> WebSocket<S> {
 
     /// Server: completes the opening handshake on any stream, letting `decide` answer the
     /// request: `Ok(accept)` opens the connection (choosing a subprotocol, adding headers),
-    /// `Err(response)` refuses it (e.g. [`HttpResponse::service_unavailable`]) and this
+    /// `Err(response)` refuses it (e.g. [`OutgoingResponse::service_unavailable`]) and this
     /// returns [`Error::Rejected`].
     ///
     /// `decide` sees only requests that passed RFC 6455 §4.2.1 and the config's origin and
@@ -381,7 +393,7 @@ impl<S: Transport> WebSocket<S> {
     /// the client did not offer) is replaced by a 500 and returned as [`Error::Send`].
     pub fn accept_with<F>(stream: S, config: Arc<Config>, mut decide: F) -> Result<Self, Error>
     where
-        F: FnMut(&Request) -> Result<Accept, HttpResponse>,
+        F: FnMut(&Request) -> Result<Accept, OutgoingResponse>,
     {
         let conn = Connection::server(config, Instant::now());
         let mut ws = WebSocket::new(stream, conn);
@@ -401,7 +413,7 @@ impl<S: Transport> WebSocket<S> {
                 },
                 Some(Event::HttpRequest(request)) => match decide(&request) {
                     Err(response) => response,
-                    Ok(_) => HttpResponse::upgrade_required().header("Upgrade", "websocket"),
+                    Ok(_) => OutgoingResponse::upgrade_required().header("Upgrade", "websocket"),
                 },
                 Some(Event::Closed(closed)) => {
                     tracing::debug!("opening handshake failed: {:?}", closed.cause);
@@ -423,9 +435,9 @@ impl<S: Transport> WebSocket<S> {
 
     /// The core refused the application's answer to a request: answer 500 instead, end the
     /// transport, and answer the error to return.
-    fn answer_internal_error(&mut self, error: SendError) -> Error {
+    fn answer_internal_error(&mut self, error: UsageError) -> Error {
         tracing::debug!("answer refused, sending 500: {error}");
-        if let Err(error) = self.conn.respond(HttpResponse::new(500).text("internal server error\n")) {
+        if let Err(error) = self.conn.respond(OutgoingResponse::new(500).text("internal server error\n")) {
             tracing::debug!("could not answer 500: {error}");
         }
         while let Some(event) = self.conn.poll_event() {
@@ -433,14 +445,14 @@ impl<S: Transport> WebSocket<S> {
                 self.finish_transport(&closed);
             }
         }
-        Error::Send(error)
+        error.into()
     }
 
     /// Client: completes the opening handshake over `stream` (any transport, e.g. a TLS stream
     /// already connected), sending `request`. Answers the connection and the server's 101
     /// response; a non-101 answer is [`Error::Rejected`] with its status, an invalid 101 is
     /// [`Error::Handshake`].
-    pub fn client(stream: S, config: Arc<Config>, request: ClientRequest) -> Result<(Self, Response), Error> {
+    pub fn client(stream: S, config: Arc<Config>, request: OutgoingRequest) -> Result<(Self, Response), Error> {
         let conn = Connection::client(config, request, Instant::now())?;
         let mut ws = WebSocket::new(stream, conn);
         loop {
@@ -700,7 +712,7 @@ impl<S: Transport> WebSocket<S> {
             };
             match written {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => self.conn.advance_outgoing(n),
+                Ok(n) => self.conn.advance_outgoing(Instant::now(), n),
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
                 Err(error) if is_timeout(&error) && timeout.is_some() => self.write_timed_out(),
                 Err(error) => return Err(error),

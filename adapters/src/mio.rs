@@ -332,7 +332,7 @@ impl<H: Handler> EventLoop<H> {
                     failed = true;
                     break;
                 }
-                Ok(written) => conn.advance_outgoing(written),
+                Ok(written) => conn.advance_outgoing(Instant::now(), written),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {

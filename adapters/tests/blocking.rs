@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 use std::os::unix::net::UnixStream;
 
 #[cfg(unix)]
-use wsproto::ClientRequest;
+use wsproto::OutgoingRequest;
 use wsproto::{
-    Accept, CloseCause, CloseCode, Closed, Config, HandshakeError, HttpResponse, KeepAlive, Message, MessageKind,
-    OriginPolicy, ReceiveMode, SendError, SubprotocolPolicy,
+    Accept, CloseCause, CloseCode, Closed, Config, HandshakeError, KeepAlive, Message, MessageKind, OriginPolicy,
+    OutgoingResponse, ReceiveMode, SendError, SubprotocolPolicy,
 };
 use wsproto_adapters::blocking::{accept, connect, ConnectOptions, Error, Incoming, Transport, WebSocket};
 use wsproto_testkit::Pending;
@@ -203,8 +203,8 @@ fn the_application_can_refuse_an_upgrade_and_answer_plain_http() {
                 let (stream, _) = listener.accept().unwrap();
                 let result =
                     WebSocket::accept_with(stream, Arc::new(Config::default()), |request| match request.path() {
-                        "/health" => Err(HttpResponse::new(200).text("ok\n")),
-                        "/full" => Err(HttpResponse::service_unavailable()),
+                        "/health" => Err(OutgoingResponse::new(200).text("ok\n")),
+                        "/full" => Err(OutgoingResponse::service_unavailable()),
                         // The client offered no subprotocol: the core refuses this answer.
                         "/buggy" => Ok(Accept::new().subprotocol("never-offered")),
                         _ => Ok(Accept::new()),
@@ -293,7 +293,7 @@ fn keep_alive_bounds_a_write_to_a_client_that_stops_reading() {
         });
         let (_not_reading, _) = connect(&url, ConnectOptions::default()).expect("connect");
         let (refused, closed, after) = server.join();
-        assert!(matches!(refused, Error::Send(SendError::Closed)), "{refused:?}");
+        assert!(matches!(refused, Error::Send(SendError::Usage(wsproto::UsageError::Closed))), "{refused:?}");
         assert_eq!(closed.cause, CloseCause::KeepAliveTimeout);
         assert!(after < Duration::from_secs(2), "gave up after {after:?}");
     })
@@ -390,7 +390,7 @@ fn any_transport_works_here_a_unix_socket_pair() {
             let ws = WebSocket::accept_with(server_end, Arc::new(Config::default()), |_| Ok(Accept::new()));
             echo(ws)
         });
-        let request = ClientRequest::new("localhost", "/over-unix");
+        let request = OutgoingRequest::new("localhost", "/over-unix");
         let (mut ws, _) = WebSocket::client(client_end, Arc::new(Config::default()), request).expect("handshake");
         ws.send_text("over a unix socket").unwrap();
         assert_eq!(read_message(&mut ws), Message::Text("over a unix socket".into()));
@@ -597,7 +597,7 @@ fn a_transport_that_cannot_be_cloned_is_not_split() {
         let server = thread::spawn(move || {
             echo(WebSocket::accept_with(Plain(b), Arc::new(Config::default()), |_| Ok(Accept::new())))
         });
-        let request = ClientRequest::new("localhost", "/plain");
+        let request = OutgoingRequest::new("localhost", "/plain");
         let (ws, _) = WebSocket::client(Plain(a), Arc::new(Config::default()), request).expect("handshake");
         let refused = ws.split().expect_err("Plain cannot be cloned");
         assert_eq!(refused.error.kind(), std::io::ErrorKind::Unsupported);

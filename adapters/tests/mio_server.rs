@@ -6,7 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use wsproto::{Accept, CloseCode, Closed, Config, HttpResponse, Message, PreparedFrame, Request, SubprotocolPolicy};
+use wsproto::{
+    Accept, CloseCode, Closed, Config, Message, OutgoingResponse, PreparedFrame, Request, SubprotocolPolicy,
+};
 use wsproto_adapters::blocking::{connect, ConnectOptions, Error, Incoming, WebSocket};
 use wsproto_adapters::mio::{ConnId, Context, Handle, Handler, Server, ServerOptions};
 
@@ -31,17 +33,17 @@ impl Handler for TestHandler {
     type State = ();
     type Command = ();
 
-    fn on_request(&mut self, _ctx: &mut Context, _id: ConnId, request: &Request) -> Result<Accept, HttpResponse> {
+    fn on_request(&mut self, _ctx: &mut Context, _id: ConnId, request: &Request) -> Result<Accept, OutgoingResponse> {
         if request.path() == "/private" {
-            return Err(HttpResponse::new(401).text("no\n"));
+            return Err(OutgoingResponse::new(401).text("no\n"));
         }
         Ok(Accept::new())
     }
 
-    fn on_http(&mut self, _ctx: &mut Context, _id: ConnId, request: &Request) -> HttpResponse {
+    fn on_http(&mut self, _ctx: &mut Context, _id: ConnId, request: &Request) -> OutgoingResponse {
         match request.path() {
-            "/health" => HttpResponse::new(200).text("ok\n"),
-            _ => HttpResponse::new(404).text("not found\n"),
+            "/health" => OutgoingResponse::new(200).text("ok\n"),
+            _ => OutgoingResponse::new(404).text("not found\n"),
         }
     }
 
@@ -271,6 +273,10 @@ fn a_slow_reader_is_closed_by_policy_while_others_carry_on() {
         }
     };
     assert_eq!(code, CloseCode::TRY_AGAIN_LATER);
+    // The handler tells this close of ours from a peer's close or a timeout.
+    wait_until("the slow client's close", || !server.seen.lock().unwrap().closed.is_empty());
+    let cause = server.seen.lock().unwrap().closed[0].1.cause.clone();
+    assert_eq!(cause, wsproto::CloseCause::Local(wsproto::LocalCause::SlowConsumer));
     fast.send_text("still served").unwrap();
     assert_eq!(next_message(&mut fast), Message::Text("still served".into()));
 }
@@ -326,6 +332,9 @@ fn graceful_shutdown_sends_1001_to_everyone_and_returns() {
     }
     assert!(took < Duration::from_secs(3), "shutdown took {took:?}");
     assert_eq!(server.seen.lock().unwrap().closed.len(), 3);
+    for (_, closed) in &server.seen.lock().unwrap().closed {
+        assert_eq!(closed.cause, wsproto::CloseCause::Local(wsproto::LocalCause::Shutdown));
+    }
     assert!(
         TcpStream::connect(server.addr).is_err() || {
             // The port may be reused by then; what matters is that nothing answers a handshake.

@@ -1235,7 +1235,7 @@ mod tests {
             let mut out = Vec::new();
             while server.queued_bytes() > 0 {
                 let front = server.outgoing_front().to_vec();
-                server.advance_outgoing(front.len());
+                server.advance_outgoing(now, front.len());
                 out.extend_from_slice(&front);
             }
             out

@@ -222,7 +222,7 @@ impl OursCodec {
         }
         conn.accept(Accept::new()).expect("accept");
         let n = conn.queued_bytes();
-        conn.advance_outgoing(n);
+        conn.advance_outgoing(now, n);
         OursCodec { conn, now }
     }
 
@@ -253,7 +253,7 @@ impl OursCodec {
             let mut slices = [IoSlice::new(&[]); 64];
             let n = self.conn.outgoing(&mut slices);
             let written: usize = black_box(&slices[..n]).iter().map(|s| s.len()).sum();
-            self.conn.advance_outgoing(written);
+            self.conn.advance_outgoing(self.now, written);
             total += written;
         }
         total

@@ -26,25 +26,35 @@ pub struct Config {
     /// queue is not empty) fails with [`SendError::QueueFull`](crate::SendError::QueueFull), the
     /// backpressure signal. Control frames are always queued. Default 16 MiB.
     pub max_queued_bytes: usize,
-    /// Whole messages (the default) or frame payloads as they arrive.
+    /// Whole messages or frame payloads as they arrive. Default [`ReceiveMode::Messages`].
     pub receive_mode: ReceiveMode,
     /// Answer each ping with a pong automatically (RFC 6455 §5.5.2). Default on; when off, the
     /// application answers [`Event::Ping`](crate::Event::Ping) itself.
     pub auto_pong: bool,
     /// Ping an idle peer and give up on one that stops answering. Default off.
     pub keep_alive: Option<KeepAlive>,
-    /// How long the opening handshake may take from the connection's creation. Default 10 s.
+    /// How long the opening handshake may take from the connection's creation; a server that
+    /// runs out of it answers 408. `None`: no limit. Default 10 s.
     pub handshake_timeout: Option<Duration>,
     /// How long to wait for the peer's close frame after sending ours, and (client) for the
     /// server to close TCP after the close handshake (RFC 6455 §7.1.1). Default 5 s.
     pub close_timeout: Duration,
-    /// Server: which `Origin`s may open a connection; others get 403.
+    /// How long the last queued bytes may take to be written once the connection has ended
+    /// (our answer to the peer's close frame, the close frame of a protocol error, a handshake
+    /// rejection): after it the queue is dropped, so that a peer that stops reading cannot
+    /// keep the transport open. See [`CloseCause::DrainTimeout`](crate::CloseCause::DrainTimeout).
+    /// Default 5 s.
+    pub drain_timeout: Duration,
+    /// Server: which `Origin`s may open a connection; others get 403. Default
+    /// [`OriginPolicy::Any`].
     pub origins: OriginPolicy,
-    /// Server: which subprotocols we speak, in order of preference.
+    /// Server: which subprotocols we speak, in order of preference. Default none, not
+    /// required.
     pub subprotocols: SubprotocolPolicy,
     /// permessage-deflate (RFC 7692): a client offers it, a server accepts an offer it can
     /// honour. Off by default; see [`DeflateConfig`](crate::DeflateConfig) for what it costs.
     #[cfg(feature = "deflate")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "deflate")))]
     pub deflate: Option<crate::DeflateConfig>,
 }
 
@@ -62,6 +72,7 @@ impl Default for Config {
             keep_alive: None,
             handshake_timeout: Some(Duration::from_secs(10)),
             close_timeout: Duration::from_secs(5),
+            drain_timeout: Duration::from_secs(5),
             origins: OriginPolicy::Any,
             subprotocols: SubprotocolPolicy::default(),
             #[cfg(feature = "deflate")]

@@ -1,5 +1,6 @@
-//! Errors: what the peer did wrong ([`ProtocolError`], [`HandshakeError`]) and what the
-//! application asked for that cannot be done ([`SendError`]).
+//! Errors: what the peer did wrong ([`ProtocolError`], [`HandshakeError`]), what the
+//! application called wrongly ([`UsageError`]), and data sends that did not happen
+//! ([`SendError`]: backpressure or misuse; [`MessageNotSent`] hands the message back).
 
 use crate::close::CloseCode;
 use crate::frame::HeaderError;
@@ -141,10 +142,13 @@ impl HandshakeError {
     }
 }
 
-/// The application asked for something the connection cannot do now. Nothing was queued.
+/// The application used the API wrongly: asked for something this connection can never do in
+/// its present state or with these arguments (sending before open or after close, accepting
+/// twice, a bad header name, an oversized control payload). Nothing was queued. Fix the
+/// calling code; retrying the same call will fail again.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum SendError {
+pub enum UsageError {
     /// The opening handshake has not completed.
     #[error("the connection is not open yet")]
     NotOpen,
@@ -164,14 +168,6 @@ pub enum SendError {
     /// as a different kind than the message it continues.
     #[error("a fragmented message is in progress")]
     FragmentInProgress,
-    /// Queueing this would take the outgoing queue past `Config::max_queued_bytes`.
-    #[error("outgoing queue full ({queued} bytes queued, limit {limit})")]
-    QueueFull {
-        /// Bytes queued now.
-        queued: usize,
-        /// The configured limit.
-        limit: usize,
-    },
     /// `accept` or `respond` without a request waiting for an answer, or `accept` for a plain
     /// HTTP request.
     #[error("no request is waiting for this answer")]
@@ -182,4 +178,23 @@ pub enum SendError {
     /// `Accept::subprotocol` names a subprotocol the client did not offer.
     #[error("subprotocol {0:?} was not offered by the client")]
     SubprotocolNotOffered(String),
+}
+
+/// A data send that did not happen: either the queue is full (backpressure: wait until
+/// [`Connection::queued_bytes`](crate::Connection::queued_bytes) drops, then retry) or the
+/// call itself was wrong ([`UsageError`]). Nothing was queued.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SendError {
+    /// Queueing this would take the outgoing queue past `Config::max_queued_bytes`.
+    #[error("outgoing queue full ({queued} bytes queued, limit {limit})")]
+    QueueFull {
+        /// Bytes queued now.
+        queued: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// The call was wrong whatever the queue holds.
+    #[error(transparent)]
+    Usage(#[from] UsageError),
 }

@@ -1,7 +1,7 @@
 //! What a connection reports to the application.
 
 use crate::close::CloseCode;
-use crate::error::{HandshakeError, ProtocolError};
+use crate::error::{HandshakeError, ProtocolError, SendError};
 use crate::handshake::{Request, Response};
 
 /// Something that happened on a connection, from [`Connection::poll_event`](crate::Connection::poll_event).
@@ -64,10 +64,70 @@ impl Message {
             Message::Binary(_) => MessageKind::Binary,
         }
     }
+
+    /// The text, if this is a text message.
+    pub fn as_text(&self) -> Option<&str> {
+        match self {
+            Message::Text(s) => Some(s),
+            Message::Binary(_) => None,
+        }
+    }
+
+    /// The text, if this is a text message; otherwise the message itself, back.
+    pub fn into_text(self) -> Result<String, Message> {
+        match self {
+            Message::Text(s) => Ok(s),
+            other => Err(other),
+        }
+    }
+
+    /// The payload bytes, whatever the kind (text as its UTF-8 encoding).
+    pub fn into_bytes(self) -> Vec<u8> {
+        match self {
+            Message::Text(s) => s.into_bytes(),
+            Message::Binary(b) => b,
+        }
+    }
+}
+
+impl From<String> for Message {
+    /// A text message.
+    fn from(text: String) -> Self {
+        Message::Text(text)
+    }
+}
+
+impl From<&str> for Message {
+    /// A text message.
+    fn from(text: &str) -> Self {
+        Message::Text(text.to_owned())
+    }
+}
+
+impl From<Vec<u8>> for Message {
+    /// A binary message.
+    fn from(data: Vec<u8>) -> Self {
+        Message::Binary(data)
+    }
+}
+
+impl From<&[u8]> for Message {
+    /// A binary message.
+    fn from(data: &[u8]) -> Self {
+        Message::Binary(data.to_vec())
+    }
+}
+
+impl From<bytes::Bytes> for Message {
+    /// A binary message.
+    fn from(data: bytes::Bytes) -> Self {
+        Message::Binary(data.into())
+    }
 }
 
 /// Text or binary (RFC 6455 §5.6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub enum MessageKind {
     /// UTF-8 text.
     Text,
@@ -113,4 +173,52 @@ pub enum CloseCause {
     },
     /// The transport ended (EOF) before the close handshake finished.
     Eof,
+    /// We ended it for a reason of our own, through
+    /// [`Connection::close_with_cause`](crate::Connection::close_with_cause) (a close handshake)
+    /// or [`Connection::abort`](crate::Connection::abort) (none). Whatever happened after that
+    /// decision (the peer answered, or did not), this is the cause reported; `clean` and `code`
+    /// say how the close handshake went.
+    Local(LocalCause),
+    /// Our last bytes (a close frame, or the answer to the peer's) could not be written within
+    /// [`Config::drain_timeout`](crate::Config::drain_timeout): the peer stopped reading. The
+    /// unwritten bytes were dropped and the transport should close now.
+    DrainTimeout,
+}
+
+/// Why we (the driver or the application, not the peer or the protocol) ended a connection;
+/// carried by [`CloseCause::Local`] so that an application can tell these closes apart from a
+/// peer's close, a protocol error or a timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+pub enum LocalCause {
+    /// The peer reads too slowly: our outgoing queue stayed full (backpressure we gave up on).
+    /// Usually with [`Connection::abort`](crate::Connection::abort), since a close frame would
+    /// wait behind the very bytes the peer does not read.
+    SlowConsumer,
+    /// An application policy: a rate limit, a quota, a ban, a message the application refuses.
+    /// Usually with code 1008 (policy violation) through
+    /// [`Connection::close_with_cause`](crate::Connection::close_with_cause).
+    Policy,
+    /// The server (or client) is shutting down. Usually with code 1001 (going away).
+    Shutdown,
+}
+
+/// [`Connection::send`](crate::Connection::send) or
+/// [`send_uncompressed`](crate::Connection::send_uncompressed) failed: why, and the message
+/// itself, handed back so that the caller can retry it (after backpressure) without a copy.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{error}")]
+pub struct MessageNotSent {
+    /// Why it was not sent.
+    pub error: SendError,
+    /// The message, untouched.
+    pub message: Message,
+}
+
+impl MessageNotSent {
+    /// The message, to retry or drop.
+    pub fn into_message(self) -> Message {
+        self.message
+    }
 }

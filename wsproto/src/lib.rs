@@ -15,14 +15,20 @@
 //!    `now`.
 //! 2. **Events**: call [`Connection::poll_event`] until it answers `None`, acting on each
 //!    (a server answers [`Event::Request`] with [`Connection::accept`] or
-//!    [`Connection::respond`]; messages go to the application; [`Event::Closed`] is the last).
+//!    [`Connection::respond`]; messages go to the application; [`Event::Closed`] is the last,
+//!    and its [`CloseCause`] says who ended it and why).
 //! 3. **Commands** from the application at any time: [`Connection::send_text`],
-//!    [`Connection::ping`], [`Connection::close`], ...; then drain again.
+//!    [`Connection::ping`], [`Connection::close`], ...; then drain again. Closes the driver
+//!    decides for its own reasons use [`Connection::close_with_cause`] (a policy, a shutdown)
+//!    or [`Connection::abort`] (a slow consumer: no close handshake), so that the `Closed`
+//!    event carries [`CloseCause::Local`].
 //! 4. **Bytes out**: write [`Connection::outgoing`] (vectored) or [`Connection::outgoing_front`]
-//!    and acknowledge with [`Connection::advance_outgoing`]; keep write interest while
-//!    [`Connection::queued_bytes`] is non-zero.
+//!    and acknowledge each write with [`Connection::advance_outgoing`]`(now, n)` (the time
+//!    matters: the keep-alive deadline counts from when the ping was written); keep write
+//!    interest while [`Connection::wants_write`] is true.
 //! 5. **Close the transport** once [`Connection::should_close_transport`] is true and the queue
-//!    is empty.
+//!    is empty. The queue always empties: after [`Config::drain_timeout`] what a peer does not
+//!    read is dropped.
 //! 6. **Sleep** until readable, writable (if bytes are queued) or [`Connection::poll_timeout`].
 //!    Read only while [`Connection::wants_read`] is true: it is false while a server waits for
 //!    the application's answer to a request and, with permessage-deflate, while inflated data
@@ -32,7 +38,7 @@
 //! ```
 //! use std::sync::Arc;
 //! use std::time::Instant;
-//! use wsproto::{Accept, Connection, Config, Event, Message};
+//! use wsproto::{Accept, CloseCause, CloseCode, Connection, Config, Event, LocalCause, Message};
 //!
 //! let now = Instant::now();
 //! let mut server = Connection::server(Arc::new(Config::default()), now);
@@ -45,22 +51,41 @@
 //! // The 101 response is queued; a real adapter writes it to the socket.
 //! let head = server.outgoing_front().to_vec();
 //! assert!(head.starts_with(b"HTTP/1.1 101 Switching Protocols\r\n"));
-//! server.advance_outgoing(head.len());
+//! server.advance_outgoing(now, head.len());
 //!
 //! // A masked text frame "Hello" from the client (RFC 6455 §5.7).
 //! server.receive(now, &[0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58]);
 //! assert_eq!(server.poll_event(), Some(Event::Message(Message::Text("Hello".into()))));
 //! server.send_text("Hello yourself").unwrap();
-//! assert!(server.queued_bytes() > 0);
+//! assert!(server.wants_write());
+//! let written = server.outgoing_front().len();
+//! server.advance_outgoing(now, written);
+//!
+//! // Shutting down: a close of our own, which the `Closed` event tells apart from the peer's.
+//! server.close_with_cause(CloseCode::GOING_AWAY, "shutting down", LocalCause::Shutdown).unwrap();
+//! // The client answers with its close frame (masked, code 1001).
+//! server.receive(now, &[0x88, 0x82, 0x37, 0xfa, 0x21, 0x3d, 0x34, 0x13]);
+//! let Some(Event::Closed(closed)) = server.poll_event() else { panic!() };
+//! assert_eq!(closed.cause, CloseCause::Local(LocalCause::Shutdown));
+//! assert!(closed.clean && server.should_close_transport());
 //! ```
 //!
 //! # Errors
 //!
 //! What the *peer* does wrong never panics and never surfaces as an `Err`: it becomes the
 //! RFC's answer (an HTTP status during the handshake, a close frame with the right code after
-//! it) and an [`Event::Closed`] whose [`CloseCause`] says why. What the *application* asks for
-//! that cannot be done (sending after close, a 200-byte ping) is a [`SendError`], and nothing
-//! is queued.
+//! it) and an [`Event::Closed`] whose [`CloseCause`] says why. What the *application* calls
+//! wrongly (sending after close, a 200-byte ping, accepting twice, a bad header name) is a
+//! [`UsageError`]; a data send refused for backpressure is [`SendError::QueueFull`] (data
+//! sends answer [`SendError`], which is either). Nothing is queued on an error, and
+//! [`Connection::send`] hands the message back ([`MessageNotSent`]).
+//!
+//! # Names
+//!
+//! Handshake heads are named for their direction: what arrives is [`Request`] (on a server)
+//! and [`Response`] (on a client); what we build to send is [`OutgoingRequest`] (a client's
+//! upgrade request) and [`OutgoingResponse`] (a server's plain HTTP answer or rejection), with
+//! [`Accept`] for the server's 101.
 //!
 //! # Limits
 //!
@@ -68,16 +93,13 @@
 //! outgoing queue. Nothing is allocated on the strength of a length the peer merely announces.
 //! Compressed messages are bounded after inflation, as they inflate; see the `deflate`
 //! feature's `DeflateConfig` for what a compressed connection costs.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
 mod close;
 mod config;
 mod connection;
-#[cfg(feature = "deflate")]
-mod deflate;
-#[cfg(not(feature = "deflate"))]
-#[path = "deflate_disabled.rs"]
 mod deflate;
 mod error;
 mod event;
@@ -85,22 +107,22 @@ pub mod frame;
 mod handshake;
 mod outgoing;
 mod random;
+mod role;
 mod timer;
 pub mod utf8;
 
 pub use close::{CloseCode, MAX_CLOSE_REASON};
 pub use config::{Config, KeepAlive, OriginPolicy, ReceiveMode, SubprotocolPolicy};
-pub use connection::{Connection, ConnectionState, PreparedFrame, Role, MAX_INFLATED_CHUNK};
-pub use error::{HandshakeError, ProtocolError, SendError};
-pub use event::{CloseCause, Closed, Event, Message, MessageKind};
-pub use frame::HeaderError;
+pub use connection::{Connection, ConnectionState, MAX_INFLATED_CHUNK};
+pub use error::{HandshakeError, ProtocolError, SendError, UsageError};
+pub use event::{CloseCause, Closed, Event, LocalCause, Message, MessageKind, MessageNotSent};
+pub use frame::{HeaderError, PreparedFrame};
 pub use handshake::{
-    accept_key, Accept, ClientRequest, ExtensionOffer, Header, HttpResponse, Request, Response, WsUrl,
+    accept_key, Accept, ExtensionOffer, Header, OutgoingRequest, OutgoingResponse, Request, Response, WsUrl,
 };
 pub use random::{OsRandom, RandomSource};
+pub use role::Role;
 
 #[cfg(feature = "deflate")]
+#[cfg_attr(docsrs, doc(cfg(feature = "deflate")))]
 pub use deflate::{DeflateConfig, DeflateParams};
-
-#[cfg(test)]
-mod tests;

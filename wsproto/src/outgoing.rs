@@ -42,11 +42,32 @@ pub(crate) struct OutQueue {
     /// Unwritten bytes in all chunks.
     len: usize,
     spare: Vec<u8>,
+    /// Bytes written (advanced past) since the connection began: with `len`, the stream
+    /// position of anything queued, so that the connection can tell when it reached the wire.
+    written: u64,
 }
 
 impl OutQueue {
     pub(crate) fn len(&self) -> usize {
         self.len
+    }
+
+    /// The stream position just past the last queued byte: once [`written`](Self::written)
+    /// reaches it, everything queued so far is on the wire.
+    pub(crate) fn end_position(&self) -> u64 {
+        self.written + self.len as u64
+    }
+
+    /// Bytes written since the connection began.
+    pub(crate) fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// Drops every unwritten byte: the transport is being closed without them.
+    pub(crate) fn discard(&mut self) {
+        self.chunks.clear();
+        self.front_written = 0;
+        self.len = 0;
     }
 
     /// The owned buffer at the back of the queue, to append to.
@@ -138,6 +159,7 @@ impl OutQueue {
     /// adapter's bug, not the peer's input.
     pub(crate) fn advance(&mut self, mut n: usize) {
         assert!(n <= self.len, "advanced {n} bytes past the {} queued", self.len);
+        self.written += n as u64;
         self.len -= n;
         while n > 0 {
             let Some(front) = self.chunks.front() else { break };

@@ -13,9 +13,12 @@ pub(crate) enum Timer {
     PongDeadline = 2,
     /// The peer's close frame (or, for a client, the server's TCP close) is due by then.
     Close = 3,
+    /// The connection ended: the bytes still queued must be written by then, or are dropped.
+    Drain = 4,
 }
 
-const COUNT: usize = 4;
+const COUNT: usize = 5;
+const ALL: [Timer; COUNT] = [Timer::Handshake, Timer::Idle, Timer::PongDeadline, Timer::Close, Timer::Drain];
 
 #[derive(Debug, Default, Clone)]
 pub(crate) struct TimerTable([Option<Instant>; COUNT]);
@@ -33,15 +36,14 @@ impl TimerTable {
         self.0 = [None; COUNT];
     }
 
-    /// Whether `timer` is set and due at `now`; a due timer is cleared as it is reported.
-    pub(crate) fn take_expired(&mut self, timer: Timer, now: Instant) -> bool {
-        let slot = &mut self.0[timer as usize];
-        if slot.is_some_and(|at| at <= now) {
-            *slot = None;
-            true
-        } else {
-            false
-        }
+    /// The earliest timer due at `now`, cleared as it is reported (ties in declaration order).
+    pub(crate) fn pop_expired(&mut self, now: Instant) -> Option<Timer> {
+        let timer = ALL
+            .into_iter()
+            .filter(|&t| self.0[t as usize].is_some_and(|at| at <= now))
+            .min_by_key(|&t| self.0[t as usize])?;
+        self.0[timer as usize] = None;
+        Some(timer)
     }
 
     /// The earliest deadline.

@@ -13,6 +13,7 @@
 
 use std::io::{self, IoSlice};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
 
 use wsproto::{CloseCode, Connection, Message, MessageKind, SendError};
 
@@ -158,12 +159,12 @@ impl<S: Transport> Reader<S> {
 impl<S: Transport> Writer<S> {
     /// Sends a message (see [`WebSocket::send`]) and writes it out.
     pub fn send(&mut self, message: Message) -> Result<(), Error> {
-        self.queue(|conn| conn.send(message))
+        self.queue(|conn| conn.send(message).map_err(|e| e.error))
     }
 
     /// Sends a message without compressing it and writes it out.
     pub fn send_uncompressed(&mut self, message: Message) -> Result<(), Error> {
-        self.queue(|conn| conn.send_uncompressed(message))
+        self.queue(|conn| conn.send_uncompressed(message).map_err(|e| e.error))
     }
 
     /// Sends a text message and writes it out.
@@ -183,12 +184,12 @@ impl<S: Transport> Writer<S> {
 
     /// Sends a ping (at most 125 bytes); the pong comes to the [`Reader`].
     pub fn ping(&mut self, payload: &[u8]) -> Result<(), Error> {
-        self.queue(|conn| conn.ping(payload))
+        self.queue(|conn| Ok(conn.ping(payload)?))
     }
 
     /// Sends a pong (at most 125 bytes), see [`WebSocket::pong`].
     pub fn pong(&mut self, payload: &[u8]) -> Result<(), Error> {
-        self.queue(|conn| conn.pong(payload))
+        self.queue(|conn| Ok(conn.pong(payload)?))
     }
 
     /// Starts the close handshake (RFC 6455 §7.1.2); the [`Reader`] answers
@@ -199,7 +200,7 @@ impl<S: Transport> Writer<S> {
     /// off and a peer that never answers, the reader waits until the peer or TCP ends the
     /// connection. Keep-alive bounds every read.
     pub fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
-        self.queue(|conn| conn.close(code, reason))
+        self.queue(|conn| Ok(conn.close(code, reason)?))
     }
 
     /// Writes everything queued (the other methods do this themselves).
@@ -248,7 +249,7 @@ fn write_out<'a, S: Transport>(
         shared.written.notify_all();
         match written {
             Ok(0) => return Err(ws.fail(io::ErrorKind::WriteZero.into())),
-            Ok(n) => ws.conn.advance_outgoing(n),
+            Ok(n) => ws.conn.advance_outgoing(Instant::now(), n),
             Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
             Err(error) if is_timeout(&error) && timeout.is_some() => ws.write_timed_out(),
             Err(error) => return Err(ws.fail(error)),

@@ -88,13 +88,13 @@ impl<S> Context<S> {
 
     /// Sends a message to one connection.
     pub fn send(&mut self, id: ConnId, message: Message) -> Result<(), SendError> {
-        self.with_connection(id, |conn| conn.send(message))
+        self.with_connection(id, |conn| conn.send(message).map_err(|e| e.error))
     }
 
     /// Sends a message to one connection without compressing it (see
     /// [`Connection::send_uncompressed`](wsproto::Connection::send_uncompressed)).
     pub fn send_uncompressed(&mut self, id: ConnId, message: Message) -> Result<(), SendError> {
-        self.with_connection(id, |conn| conn.send_uncompressed(message))
+        self.with_connection(id, |conn| conn.send_uncompressed(message).map_err(|e| e.error))
     }
 
     /// Sends a text message to one connection.
@@ -155,7 +155,20 @@ impl<S> Context<S> {
 
     /// Starts the close handshake with a connection.
     pub fn close(&mut self, id: ConnId, code: CloseCode, reason: &str) -> Result<(), SendError> {
-        self.with_connection(id, |conn| conn.close(code, reason))
+        self.with_connection(id, |conn| Ok(conn.close(code, reason)?))
+    }
+
+    /// Starts the close handshake with a connection for a reason of the application's own
+    /// (e.g. [`LocalCause::Policy`](wsproto::LocalCause::Policy) for a rate limit): the
+    /// handler's `on_close` then sees [`CloseCause::Local`](wsproto::CloseCause::Local) with it.
+    pub fn close_with_cause(
+        &mut self,
+        id: ConnId,
+        code: CloseCode,
+        reason: &str,
+        cause: wsproto::LocalCause,
+    ) -> Result<(), SendError> {
+        self.with_connection(id, |conn| Ok(conn.close_with_cause(code, reason, cause)?))
     }
 
     /// Graceful shutdown (see [`Handle::shutdown`](super::Handle::shutdown)).
@@ -171,11 +184,13 @@ impl<S> Context<S> {
         command: impl FnOnce(&mut Connection) -> Result<(), SendError>,
     ) -> Result<(), SendError> {
         let code = self.options.slow_consumer_code;
-        let entry = self.slab.get_mut(id).ok_or(SendError::Closed)?;
+        let entry = self.slab.get_mut(id).ok_or(SendError::Usage(wsproto::UsageError::Closed))?;
         let result = command(&mut entry.conn);
         if let Err(SendError::QueueFull { queued, limit }) = result {
             tracing::warn!(%id, peer = %entry.peer, queued, limit, "slow consumer: closing with {code}");
-            let _ = entry.conn.close(code, "slow consumer");
+            // The close frame waits behind what the peer does not read; the core's close and
+            // drain deadlines bound that, and `on_close` sees `Local(SlowConsumer)`.
+            let _ = entry.conn.close_with_cause(code, "slow consumer", wsproto::LocalCause::SlowConsumer);
         }
         if !entry.dirty {
             entry.dirty = true;

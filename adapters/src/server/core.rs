@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use wsproto::{CloseCode, Connection, Event, HttpResponse};
+use wsproto::{CloseCode, Connection, Event, OutgoingResponse};
 
 use super::registry::Entry;
 use super::{Command, ConnId, Context, Handler, ServerOptions};
@@ -179,7 +179,12 @@ impl<H: Handler> Core<H> {
         tracing::info!(connections = self.ctx.slab.len(), "shutting down");
         self.ctx.shutting_down = true;
         for id in self.ctx.slab.ids() {
-            let _ = self.ctx.close(id, CloseCode::GOING_AWAY, "server shutting down");
+            let _ = self.ctx.close_with_cause(
+                id,
+                CloseCode::GOING_AWAY,
+                "server shutting down",
+                wsproto::LocalCause::Shutdown,
+            );
         }
     }
 
@@ -214,7 +219,7 @@ impl<H: Handler> Core<H> {
             match event {
                 Event::Request(request) => {
                     let decision = if over_limit || self.ctx.shutting_down {
-                        Err(HttpResponse::service_unavailable())
+                        Err(OutgoingResponse::service_unavailable())
                     } else {
                         self.handler.on_request(&mut self.ctx, id, &request)
                     };
@@ -224,7 +229,7 @@ impl<H: Handler> Core<H> {
                             Ok(()) => true,
                             Err(e) => {
                                 tracing::warn!(%id, "accept failed: {e}");
-                                let _ = entry.conn.respond(HttpResponse::new(500).text("accept failed\n"));
+                                let _ = entry.conn.respond(OutgoingResponse::new(500).text("accept failed\n"));
                                 false
                             }
                         },

@@ -1,6 +1,6 @@
 //! The application's side of a server.
 
-use wsproto::{Accept, CloseCode, Closed, HttpResponse, Message, MessageKind, Request};
+use wsproto::{Accept, CloseCode, Closed, Message, MessageKind, OutgoingResponse, Request};
 
 use super::{ConnId, Context};
 
@@ -27,15 +27,15 @@ pub trait Handler {
         ctx: &mut Context<Self::State>,
         id: ConnId,
         request: &Request,
-    ) -> Result<Accept, HttpResponse> {
+    ) -> Result<Accept, OutgoingResponse> {
         let _ = (ctx, id, request);
         Ok(Accept::new())
     }
 
     /// A plain HTTP request on the same port (no `Upgrade: websocket`). Default: 404.
-    fn on_http(&mut self, ctx: &mut Context<Self::State>, id: ConnId, request: &Request) -> HttpResponse {
+    fn on_http(&mut self, ctx: &mut Context<Self::State>, id: ConnId, request: &Request) -> OutgoingResponse {
         let _ = (ctx, id, request);
-        HttpResponse::new(404).text("not found\n")
+        OutgoingResponse::new(404).text("not found\n")
     }
 
     /// The connection is open and messages may flow: answers its state. The handshake request

@@ -2,7 +2,7 @@
 //! through flood control to the [`Room`], and closes to the room with the reason the others
 //! are shown.
 
-use wsproto::{Accept, CloseCause, CloseCode, Closed, HttpResponse, Message, Request};
+use wsproto::{Accept, CloseCause, CloseCode, Closed, LocalCause, Message, OutgoingResponse, Request};
 use wsproto_adapters::mio::{ConnId, Context, Handler};
 
 use crate::cluster::{ClusterRoom, Command};
@@ -50,7 +50,7 @@ impl Chat {
         if !flood.allow(matches!(message, ClientMessage::Draw(_)), now) {
             tracing::info!(%id, nick = ?self.nick(id), "closing a flooding client");
             room::error(ctx, id, "rate_limited", "too many messages; closing");
-            let _ = ctx.close(id, CloseCode::POLICY_VIOLATION, "rate limit exceeded");
+            let _ = ctx.close_with_cause(id, CloseCode::POLICY_VIOLATION, "rate limit exceeded", LocalCause::Policy);
             return;
         }
         match &mut self.room {
@@ -66,7 +66,9 @@ fn leave_reason(closed: &Closed) -> String {
         CloseCause::KeepAliveTimeout => "timed out".into(),
         CloseCause::Eof => "connection lost".into(),
         CloseCause::Protocol(e) => format!("protocol error: {e}"),
-        _ if closed.code == CloseCode::POLICY_VIOLATION => "kicked for flooding".into(),
+        CloseCause::Local(LocalCause::Policy) => "kicked for flooding".into(),
+        CloseCause::Local(LocalCause::SlowConsumer) => "too slow".into(),
+        CloseCause::Local(LocalCause::Shutdown) => "server shutting down".into(),
         _ => "quit".into(),
     }
 }
@@ -80,15 +82,15 @@ impl Handler for Chat {
         _ctx: &mut Context<FloodControl>,
         id: ConnId,
         request: &Request,
-    ) -> Result<Accept, HttpResponse> {
+    ) -> Result<Accept, OutgoingResponse> {
         if request.path() != http::WS_PATH {
-            return Err(HttpResponse::new(404).text("WebSocket endpoint is /ws\n"));
+            return Err(OutgoingResponse::new(404).text("WebSocket endpoint is /ws\n"));
         }
         tracing::info!(%id, origin = ?request.origin(), "connected");
         Ok(Accept::new())
     }
 
-    fn on_http(&mut self, _ctx: &mut Context<FloodControl>, _id: ConnId, request: &Request) -> HttpResponse {
+    fn on_http(&mut self, _ctx: &mut Context<FloodControl>, _id: ConnId, request: &Request) -> OutgoingResponse {
         http::respond(request)
     }
 

@@ -39,8 +39,8 @@ use std::time::{Duration, Instant};
 
 use wsproto::frame::{apply_mask, FrameHeader, OpCode, MAX_CONTROL_PAYLOAD};
 use wsproto::{
-    accept_key, Accept, ClientRequest, CloseCause, CloseCode, Closed, Config, Connection, ConnectionState, Event,
-    HttpResponse, KeepAlive, Message, MessageKind, OriginPolicy, ProtocolError, RandomSource, ReceiveMode, Role,
+    accept_key, Accept, CloseCause, CloseCode, Closed, Config, Connection, ConnectionState, Event, KeepAlive, Message,
+    MessageKind, OriginPolicy, OutgoingRequest, OutgoingResponse, ProtocolError, RandomSource, ReceiveMode, Role,
     SubprotocolPolicy, MAX_CLOSE_REASON,
 };
 
@@ -852,7 +852,7 @@ impl Harness {
         let conn = match role {
             Role::Server => Connection::server(config.clone(), now),
             Role::Client => {
-                let mut request = ClientRequest::new("example.com", "/chat");
+                let mut request = OutgoingRequest::new("example.com", "/chat");
                 if mode.client_offers() {
                     request.subprotocols = vec!["chat".into(), "superchat".into()];
                     if !mode.bit(5) {
@@ -1030,7 +1030,7 @@ impl Harness {
             match &event {
                 Event::Request(request) => self.answer_request(request.clone()),
                 Event::HttpRequest(_) => {
-                    let response = HttpResponse::new(404).text("not found");
+                    let response = OutgoingResponse::new(404).text("not found");
                     self.call(self.last_input, |c| c.respond(response)).expect("respond to a pending plain request");
                 }
                 // Answered if the connection was still open when the ping arrived: for sure when
@@ -1105,7 +1105,7 @@ impl Harness {
 
     fn answer_request(&mut self, request: wsproto::Request) {
         if self.mode.reject() {
-            let response = HttpResponse::service_unavailable();
+            let response = OutgoingResponse::service_unavailable();
             self.call(self.last_input, |c| c.respond(response)).expect("reject a pending upgrade");
             return;
         }
@@ -1239,7 +1239,8 @@ impl Harness {
                 front[..front.len().min(piece).min(budget)].to_vec()
             };
             let n = chunk.len();
-            self.call(0, |c| c.advance_outgoing(n));
+            let now = self.now;
+            self.call(0, |c| c.advance_outgoing(now, n));
             assert_eq!(self.conn.queued_bytes(), queued - n);
             budget -= n;
             self.out.feed(&chunk);
@@ -1310,7 +1311,7 @@ impl Harness {
         if self.command(message.as_bytes().len(), |c| c.send_prepared(&prepared)).is_ok() {
             if self.role == Role::Server {
                 // The queue shares the prepared bytes, which outlive the harness's handle.
-                self.held += prepared.wire_len() as isize;
+                self.held += prepared.uncompressed_len() as isize;
             }
             let opcode = if message.kind() == MessageKind::Text { OpCode::Text } else { OpCode::Binary };
             self.expect_data(opcode, true, message.as_bytes());

@@ -27,40 +27,10 @@ pub struct Scenario {
     pub ops: Vec<Op>,
 }
 
-/// A frame opcode the peer uses: the variants of [`wsproto::frame::OpCode`], in its order, with
-/// its `as_u8`, so that when wsproto derives `arbitrary::Arbitrary` for `OpCode` (its
-/// `arbitrary` feature) this enum becomes `pub use wsproto::frame::OpCode as Kind;` and the
-/// committed `frame_sequence` corpus decodes as before.
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// 0x0
-    Continuation,
-    /// 0x1
-    Text,
-    /// 0x2
-    Binary,
-    /// 0x8
-    Close,
-    /// 0x9
-    Ping,
-    /// 0xA
-    Pong,
-}
-
-impl Kind {
-    /// The 4-bit wire value.
-    pub fn as_u8(self) -> u8 {
-        match self {
-            Kind::Continuation => 0x0,
-            Kind::Text => 0x1,
-            Kind::Binary => 0x2,
-            Kind::Close => 0x8,
-            Kind::Ping => 0x9,
-            Kind::Pong => 0xA,
-        }
-    }
-}
+/// A frame opcode the peer uses: the core's own [`OpCode`](wsproto::frame::OpCode), whose
+/// `arbitrary` feature derives `Arbitrary` in the order the committed `frame_sequence` corpus
+/// was written with.
+pub use wsproto::frame::OpCode as Kind;
 
 /// Something wrong (or unusual) with a peer frame.
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
@@ -599,7 +569,7 @@ fn command(h: &mut Harness, op: &Op) {
                 // unless it continues a message that already ends inside a code point.
                 if fresh {
                     assert!(
-                        !matches!(rest, Err(wsproto::SendError::InvalidUtf8)),
+                        !matches!(rest, Err(wsproto::SendError::Usage(wsproto::UsageError::InvalidUtf8))),
                         "valid text refused as invalid UTF-8"
                     );
                 }

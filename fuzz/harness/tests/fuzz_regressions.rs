@@ -170,7 +170,7 @@ fn server_with_untaken_close(now: Instant, config: Config) -> Connection {
     assert!(matches!(server.poll_event(), Some(Event::Request(_))));
     server.accept(wsproto::Accept::new()).unwrap();
     let head = server.outgoing_front().len();
-    server.advance_outgoing(head);
+    server.advance_outgoing(now, head);
     let key = [1, 2, 3, 4];
     let mut frames = Vec::new();
     for (opcode, payload) in [(0x81u8, &b"hi"[..]), (0x88, &[0x03, 0xE8][..])] {
@@ -186,7 +186,11 @@ fn close_frames(conn: &mut Connection) -> usize {
     let mut out = Vec::new();
     while conn.queued_bytes() > 0 {
         let front = conn.outgoing_front().to_vec();
-        conn.advance_outgoing(front.len());
+        // Written at the connection's own time: an instant in the past never moves its clock.
+        conn.advance_outgoing(
+            Instant::now().checked_sub(Duration::from_secs(60)).unwrap_or_else(Instant::now),
+            front.len(),
+        );
         out.extend(front);
     }
     let mut count = 0;
@@ -317,7 +321,7 @@ fn an_empty_compressed_message_does_not_break_the_next() {
     let deflate = wsproto::DeflateConfig { min_size: 0, ..wsproto::DeflateConfig::default() };
     let config = Arc::new(Config { deflate: Some(deflate), ..Config::default() });
     let now = Instant::now();
-    let request = wsproto::ClientRequest::new("example.com", "/");
+    let request = wsproto::OutgoingRequest::new("example.com", "/");
     let mut client =
         Connection::client_with_rng(config.clone(), request, now, Box::new(harness::DetRng(harness::RNG_SEED)))
             .unwrap();
@@ -325,7 +329,7 @@ fn an_empty_compressed_message_does_not_break_the_next() {
     let transfer = |from: &mut Connection, to: &mut Connection| {
         while from.queued_bytes() > 0 {
             let bytes = from.outgoing_front().to_vec();
-            from.advance_outgoing(bytes.len());
+            from.advance_outgoing(now, bytes.len());
             to.receive(now, &bytes);
         }
     };
@@ -582,7 +586,7 @@ fn input_held_behind_inflated_data_keeps_its_order() {
     let mut sent = Vec::new();
     while server.queued_bytes() > 0 {
         let front = server.outgoing_front().to_vec();
-        server.advance_outgoing(front.len());
+        server.advance_outgoing(now, front.len());
         sent.extend_from_slice(&front);
     }
     assert!(sent.ends_with(&[0x8a, 0x00, 0x88, 0x02, 0x03, 0xe8]), "{sent:02x?}");

@@ -1,13 +1,14 @@
-//! permessage-deflate (RFC 7692): negotiation, and compression of whole messages.
+//! The permessage-deflate implementation (built with the `deflate` feature): negotiation
+//! (RFC 7692 §5, §7.1), and compression of whole messages (§7.2).
 //!
 //! The public settings and their costs are documented on [`DeflateConfig`].
 
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 
 use crate::config::Config;
-use crate::connection::Role;
 use crate::error::{HandshakeError, ProtocolError};
 use crate::handshake::{ExtensionOffer, Response};
+use crate::role::Role;
 
 /// The extension's token in `Sec-WebSocket-Extensions`.
 pub const EXTENSION_NAME: &str = "permessage-deflate";
@@ -395,7 +396,7 @@ impl Inflater {
 }
 
 /// The extension's state on one connection: what was agreed, and both directions' contexts.
-pub(crate) struct Session {
+pub(crate) struct Active {
     params: DeflateParams,
     /// Whether our compression context is reset after every message, so that one compressed
     /// encoding of a prepared frame serves every such connection.
@@ -404,11 +405,12 @@ pub(crate) struct Session {
     level: u32,
     min_size: usize,
     deflater: Deflater,
-    inflater: Inflater,
+    /// The receiving direction, which the connection's façade (`deflate::Session`) drives.
+    pub(super) inflater: Inflater,
 }
 
-impl Session {
-    fn new(role: Role, params: DeflateParams, config: &DeflateConfig) -> Session {
+impl Active {
+    fn new(role: Role, params: DeflateParams, config: &DeflateConfig) -> Active {
         let (own_reset, own_bits, peer_reset) = match role {
             Role::Server => {
                 (params.server_no_context_takeover, params.server_max_window_bits, params.client_no_context_takeover)
@@ -417,7 +419,7 @@ impl Session {
                 (params.client_no_context_takeover, params.client_max_window_bits, params.server_no_context_takeover)
             }
         };
-        Session {
+        Active {
             params,
             own_context_reset: own_reset,
             own_window_bits: own_bits,
@@ -430,10 +432,10 @@ impl Session {
 
     /// Server: the session and the response element for the client's offers, if any offer is
     /// acceptable and the config enables the extension.
-    pub(crate) fn negotiate(config: &Config, offers: &[ExtensionOffer]) -> Option<(Session, String)> {
+    pub(crate) fn negotiate(config: &Config, offers: &[ExtensionOffer]) -> Option<(Active, String)> {
         let deflate = config.deflate.as_ref()?;
         let (params, response) = negotiate_server(deflate, offers)?;
-        Some((Session::new(Role::Server, params, deflate), response))
+        Some((Active::new(Role::Server, params, deflate), response))
     }
 
     /// Client: the offer to send, if the config enables the extension.
@@ -442,7 +444,7 @@ impl Session {
     }
 
     /// Client: the session the server's response agreed to, if it accepted our offer.
-    pub(crate) fn from_response(config: &Config, response: &Response) -> Result<Option<Session>, HandshakeError> {
+    pub(crate) fn from_response(config: &Config, response: &Response) -> Result<Option<Active>, HandshakeError> {
         let accepted: Vec<ExtensionOffer> =
             response.extensions().into_iter().filter(|e| e.name.eq_ignore_ascii_case(EXTENSION_NAME)).collect();
         let (Some(deflate), [element]) = (config.deflate.as_ref(), accepted.as_slice()) else {
@@ -452,7 +454,7 @@ impl Session {
             };
         };
         let params = accept_response(deflate, element).map_err(HandshakeError::BadResponse)?;
-        Ok(Some(Session::new(Role::Client, params, deflate)))
+        Ok(Some(Active::new(Role::Client, params, deflate)))
     }
 
     /// What was agreed.
@@ -479,26 +481,6 @@ impl Session {
     /// compressed encoding made once, with a fresh context, must use to serve this connection.
     pub(crate) fn context_free_encoding(&self) -> Option<(u8, u32)> {
         self.own_context_reset.then_some((self.own_window_bits, self.level))
-    }
-
-    pub(crate) fn inflate(
-        &mut self,
-        input: &[u8],
-        produced: &mut usize,
-        limit: usize,
-        max_output: usize,
-        sink: &mut dyn FnMut(&[u8]) -> Result<(), ProtocolError>,
-    ) -> Result<usize, ProtocolError> {
-        self.inflater.inflate(input, produced, limit, max_output, sink)
-    }
-
-    pub(crate) fn finish_message(
-        &mut self,
-        produced: &mut usize,
-        limit: usize,
-        sink: &mut dyn FnMut(&[u8]) -> Result<(), ProtocolError>,
-    ) -> Result<(), ProtocolError> {
-        self.inflater.finish_message(produced, limit, sink)
     }
 }
 
