@@ -109,9 +109,8 @@ impl ClusterRoom {
                 if !self.ready || !self.available {
                     return error(ctx, id, "unavailable", "the room is unavailable; try again");
                 }
-                if self.members.contains_key(&nick.to_lowercase()) {
-                    return error(ctx, id, "nick_taken", &format!("{nick:?} is taken"));
-                }
+                // No look at our copy of the members: it may lag behind a leave on another
+                // node. The join script decides.
                 if let Some(local) = self.local.get_mut(&number) {
                     local.stage = Stage::Joining(nick.clone());
                 }
