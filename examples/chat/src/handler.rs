@@ -5,21 +5,39 @@
 use wsproto::{Accept, CloseCause, CloseCode, Closed, LocalCause, Message, OutgoingResponse, Request};
 use wsproto_adapters::mio::{ConnId, Context, Handler};
 
+use crate::cluster::{ClusterRoom, Command};
 use crate::http;
 use crate::limits::FloodControl;
 use crate::protocol::ClientMessage;
 use crate::room::{self, Room};
 use crate::ChatOptions;
 
+/// The room of a single node, or this node's part of a cluster's room.
+enum Rooms {
+    Single(Room),
+    Cluster(ClusterRoom),
+}
+
 /// The chat application: the room; each connection's flood control is its handler state.
 pub struct Chat {
-    room: Room,
+    room: Rooms,
     options: ChatOptions,
 }
 
 impl Chat {
-    pub(crate) fn new(options: &ChatOptions) -> Chat {
-        Chat { room: Room::new(options.board_limit), options: options.clone() }
+    pub(crate) fn single(options: &ChatOptions) -> Chat {
+        Chat { room: Rooms::Single(Room::new(options.board_limit)), options: options.clone() }
+    }
+
+    pub(crate) fn cluster(options: &ChatOptions, room: ClusterRoom) -> Chat {
+        Chat { room: Rooms::Cluster(room), options: options.clone() }
+    }
+
+    fn nick(&self, id: ConnId) -> Option<&str> {
+        match &self.room {
+            Rooms::Single(room) => room.nick(id),
+            Rooms::Cluster(room) => room.nick(id),
+        }
     }
 
     fn on_text(&mut self, ctx: &mut Context<FloodControl>, id: ConnId, text: &str) {
@@ -30,12 +48,15 @@ impl Chat {
         let now = ctx.now();
         let Some(flood) = ctx.state_mut(id) else { return };
         if !flood.allow(matches!(message, ClientMessage::Draw(_)), now) {
-            tracing::info!(%id, nick = ?self.room.nick(id), "closing a flooding client");
+            tracing::info!(%id, nick = ?self.nick(id), "closing a flooding client");
             room::error(ctx, id, "rate_limited", "too many messages; closing");
             let _ = ctx.close_with_cause(id, CloseCode::POLICY_VIOLATION, "rate limit exceeded", LocalCause::Policy);
             return;
         }
-        self.room.handle(ctx, id, message);
+        match &mut self.room {
+            Rooms::Single(room) => room.handle(ctx, id, message),
+            Rooms::Cluster(room) => room.handle(ctx, id, message),
+        }
     }
 }
 
@@ -54,7 +75,7 @@ fn leave_reason(closed: &Closed) -> String {
 
 impl Handler for Chat {
     type State = FloodControl;
-    type Command = ();
+    type Command = Command;
 
     fn on_request(
         &mut self,
@@ -74,7 +95,10 @@ impl Handler for Chat {
     }
 
     fn on_open(&mut self, ctx: &mut Context<FloodControl>, id: ConnId) -> FloodControl {
-        self.room.connect(id);
+        match &mut self.room {
+            Rooms::Single(room) => room.connect(id),
+            Rooms::Cluster(room) => room.connect(id),
+        }
         FloodControl::new(self.options.max_rate, self.options.max_draw_rate, ctx.now())
     }
 
@@ -91,6 +115,15 @@ impl Handler for Chat {
         if matches!(closed.cause, CloseCause::KeepAliveTimeout) {
             tracing::info!(%id, "reaped: no answer to the heartbeat");
         }
-        self.room.leave(ctx, id, &leave_reason(closed));
+        match &mut self.room {
+            Rooms::Single(room) => room.leave(ctx, id, &leave_reason(closed)),
+            Rooms::Cluster(room) => room.leave(ctx, id, &leave_reason(closed)),
+        }
+    }
+
+    fn on_command(&mut self, ctx: &mut Context<FloodControl>, command: Command) {
+        if let Rooms::Cluster(room) = &mut self.room {
+            room.command(ctx, command);
+        }
     }
 }

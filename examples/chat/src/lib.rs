@@ -19,12 +19,14 @@ use wsproto::{Config, DeflateConfig, KeepAlive, OriginPolicy, SubprotocolPolicy}
 use wsproto_adapters::mio::{Server, ServerOptions};
 use wsproto_adapters::tls::ServerTls;
 
+mod cluster;
 mod handler;
 mod http;
 pub mod limits;
 mod protocol;
 mod room;
 
+pub use cluster::{ClusterOptions, Command};
 pub use handler::Chat;
 pub use protocol::{validate_nick, MAX_NICK_CHARS, MAX_TEXT_CHARS, SUBPROTOCOL};
 
@@ -51,6 +53,8 @@ pub struct ChatOptions {
     pub board_limit: usize,
     /// Serve the page and the WebSocket over TLS (`https://`, `wss://`) with this certificate.
     pub tls: Option<ServerTls>,
+    /// Join a cluster on this Redis (`--redis`); `None`: a single node, no Redis.
+    pub cluster: Option<ClusterOptions>,
 }
 
 impl Default for ChatOptions {
@@ -66,12 +70,14 @@ impl Default for ChatOptions {
             max_draw_rate: 200.0,
             board_limit: 10_000,
             tls: None,
+            cluster: None,
         }
     }
 }
 
-/// Binds the chat server; run it with `server.run(handler)`.
-pub fn bind(options: &ChatOptions) -> io::Result<(Server, Chat)> {
+/// Binds the chat server (and in cluster mode starts its Redis threads); run it with
+/// `server.run(handler)`.
+pub fn bind(options: &ChatOptions) -> io::Result<(Server<Command>, Chat)> {
     let listener = std::net::TcpListener::bind(options.addr)?;
     let addr = listener.local_addr()?;
     let scheme = if options.tls.is_some() { "https" } else { "http" };
@@ -94,7 +100,15 @@ pub fn bind(options: &ChatOptions) -> io::Result<(Server, Chat)> {
     if let Some(tls) = &options.tls {
         server = server.with_tls(tls.clone());
     }
-    Ok((server, Chat::new(options)))
+    let chat = match &options.cluster {
+        None => Chat::single(options),
+        Some(cluster) => {
+            let link = cluster::Link::start(cluster, options.board_limit, server.handle())
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("--redis: {e}")))?;
+            Chat::cluster(options, cluster::ClusterRoom::new(link, cluster, options.board_limit))
+        }
+    };
+    Ok((server, chat))
 }
 
 /// The origins a browser shows for pages served by this server itself (`scheme` is `http`,

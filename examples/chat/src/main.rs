@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use chat::ChatOptions;
+use chat::{ChatOptions, ClusterOptions};
 use clap::Parser;
 use wsproto_adapters::tls::ServerTls;
 
@@ -47,6 +47,16 @@ struct Args {
     /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
     #[arg(long, value_name = "PATH", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Join a cluster of nodes sharing one room on this Redis (`redis://HOST:PORT[/DB]`);
+    /// without it the node is alone and needs no Redis.
+    #[arg(long)]
+    redis: Option<String>,
+    /// Cluster mode: milliseconds a node's heartbeat lives; a node silent this long is lost.
+    #[arg(long, default_value_t = 3000)]
+    node_ttl_ms: u64,
+    /// Cluster mode: about how many events the stream keeps (how far back `resume` reaches).
+    #[arg(long, default_value_t = 10_000)]
+    stream_len: usize,
     /// Log each connect, join, leave and reap (-v), and the adapter's details (-vv).
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -63,6 +73,7 @@ fn main() -> std::io::Result<()> {
         _ => None,
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
+    let args_redis = args.redis.clone();
     let options = ChatOptions {
         addr: args.addr,
         origins: args.origins,
@@ -71,11 +82,19 @@ fn main() -> std::io::Result<()> {
         ping_timeout: Duration::from_secs(args.ping_timeout.max(1)),
         max_message: args.max_message,
         max_rate: args.max_rate,
+        cluster: args.redis.map(|url| ClusterOptions {
+            node_ttl: Duration::from_millis(args.node_ttl_ms.max(150)),
+            stream_len: args.stream_len.max(1),
+            ..ClusterOptions::new(&url)
+        }),
         tls,
         ..ChatOptions::default()
     };
     let (server, chat) = chat::bind(&options)?;
     eprintln!("chat: open {scheme}://{} in a browser", server.local_addr()?);
+    if let Some(url) = &args_redis {
+        eprintln!("chat: one node of the cluster on {url}");
+    }
     server.run(chat)?;
     Ok(())
 }

@@ -20,9 +20,19 @@ pub const MAX_TEXT_CHARS: usize = 2000;
 #[derive(Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub(crate) enum ClientMessage {
-    Join { nick: String },
-    Say { text: String },
-    Whisper { to: String, text: String },
+    Join {
+        nick: String,
+        /// The last message id the client saw: it gets the messages after it first.
+        #[serde(default)]
+        resume: Option<u64>,
+    },
+    Say {
+        text: String,
+    },
+    Whisper {
+        to: String,
+        text: String,
+    },
     Users,
     Draw(Stroke),
     Clear,
@@ -75,7 +85,7 @@ impl Stroke {
 }
 
 /// A stroke as kept on the board and relayed: who drew it, too.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct BoardStroke {
     pub(crate) from: String,
     #[serde(flatten)]

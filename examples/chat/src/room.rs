@@ -69,7 +69,7 @@ impl Room {
     pub(crate) fn handle<S>(&mut self, ctx: &mut Context<S>, id: ConnId, message: ClientMessage) {
         let Some(nick) = self.nick(id).map(str::to_owned) else {
             return match message {
-                ClientMessage::Join { nick } => self.join(ctx, id, &nick),
+                ClientMessage::Join { nick, .. } => self.join(ctx, id, &nick),
                 _ => error(ctx, id, "not_joined", "send a join message first"),
             };
         };

@@ -50,6 +50,7 @@ const state = {
   joined: false,
   me: null,
   wantedNick: null, // nick to (re)join with as soon as the socket is open
+  lastId: null, // id of the last chat message shown: a rejoin resumes after it (cluster mode)
   users: new Map(), // lower-cased nick -> nick as the server spelled it
   whisperTo: null,
   strokes: [],
@@ -175,7 +176,10 @@ function onOpen() {
 
 function sendJoin(nick) {
   setNickError('');
-  send({ type: 'join', nick });
+  const join = { type: 'join', nick };
+  // Coming back as the same user: a cluster node first sends what we missed since lastId.
+  if (state.lastId !== null && state.me !== null && sameNick(state.me, nick)) join.resume = state.lastId;
+  send(join);
 }
 
 function onClosed() {
@@ -217,7 +221,10 @@ const handlers = new Map([
   ['welcome', onWelcome],
   ['joined', onJoined],
   ['left', onLeft],
-  ['message', (m) => addChat(m, false)],
+  ['message', (m) => {
+    if (Number.isSafeInteger(m.id)) state.lastId = m.id;
+    addChat(m, false);
+  }],
   ['whisper', (m) => addChat(m, true)],
   ['users', (m) => setUsers(m.users)],
   ['draw', onDraw],

@@ -13,7 +13,7 @@ use wsproto_adapters::mio::Handle;
 
 struct ChatServer {
     addr: SocketAddr,
-    handle: Handle,
+    handle: Handle<chat::Command>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -325,4 +325,15 @@ fn the_page_is_served_with_a_strict_policy() {
     assert!(get("GET /style.css HTTP/1.1\r\nHost: x\r\n\r\n").contains("Content-Type: text/css"));
     assert!(get("GET /missing HTTP/1.1\r\nHost: x\r\n\r\n").starts_with("HTTP/1.1 404 "));
     assert!(get("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n").starts_with("HTTP/1.1 405 "));
+}
+
+#[test]
+fn a_single_node_takes_a_join_with_resume_and_ignores_it() {
+    let server = start_default();
+    let mut ws = open(&server);
+    send(&mut ws, json!({"type": "join", "nick": "back", "resume": 41}));
+    let welcome = recv(&mut ws);
+    assert_eq!((welcome["type"].as_str(), welcome["nick"].as_str()), (Some("welcome"), Some("back")), "{welcome}");
+    send(&mut ws, json!({"type": "say", "text": "hi"}));
+    assert_eq!(recv(&mut ws)["text"], "hi", "nothing replayed, then live");
 }

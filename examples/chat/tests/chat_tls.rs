@@ -18,7 +18,7 @@ use wsproto_testkit::tls::TestPki;
 
 struct ChatServer {
     addr: SocketAddr,
-    handle: Handle,
+    handle: Handle<chat::Command>,
     client: Arc<ClientConfig>,
     thread: Option<JoinHandle<()>>,
 }

@@ -1,0 +1,512 @@
+//! The Redis side of a node, on two threads of its own with blocking connections: the writer
+//! runs the loop's requests as scripts and keeps the heartbeat, the reader follows the stream.
+//! Both reconnect with back-off; the loop learns of every outcome through
+//! [`Handle::command`].
+
+use std::collections::hash_map::RandomState;
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use redis::{Client, Connection, Value};
+use wsproto_adapters::mio::Handle;
+
+use super::{scripts, ClusterOptions, Command, Delivered, Event, Missed, Op, Record, Tell};
+use crate::protocol::BoardStroke;
+
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// How long a request to Redis may take before the connection counts as lost.
+const IO_TIMEOUT: Duration = Duration::from_secs(2);
+/// Events taken per `XREAD`.
+const READ_BATCH: usize = 1000;
+
+/// A fresh id for this node (a restarted node is a new node).
+pub(crate) fn node_id() -> String {
+    let mut hasher = RandomState::new().build_hasher();
+    hasher.write_u32(std::process::id());
+    hasher.write_u128(SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    format!("{:016x}", hasher.finish())
+}
+
+fn unix_millis() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+pub(crate) fn spawn(
+    client: Client,
+    node: String,
+    options: ClusterOptions,
+    board_limit: usize,
+    ops: Receiver<Op>,
+    handle: Handle<Command>,
+) {
+    let reader = Reader {
+        redis: Redis::new(client.clone()),
+        node: node.clone(),
+        options: options.clone(),
+        handle: handle.clone(),
+    };
+    let writer = Writer {
+        redis: Redis::new(client),
+        node,
+        options,
+        board_limit,
+        handle,
+        registered: HashMap::new(),
+        pending_leaves: Vec::new(),
+        epoch: None,
+        available: None,
+    };
+    let _ = thread::Builder::new().name("chat-redis-writer".into()).spawn(move || writer.run(ops));
+    let _ = thread::Builder::new().name("chat-redis-reader".into()).spawn(move || reader.run());
+}
+
+/// One blocking connection that comes back after failures, with back-off between tries.
+struct Redis {
+    client: Client,
+    conn: Option<Connection>,
+    backoff: Duration,
+    retry_at: Instant,
+    /// Set when a connection was made again after a failure (until the caller takes it).
+    reconnected: bool,
+    ever_connected: bool,
+}
+
+impl Redis {
+    fn new(client: Client) -> Self {
+        Redis {
+            client,
+            conn: None,
+            backoff: FIRST_BACKOFF,
+            retry_at: Instant::now(),
+            reconnected: false,
+            ever_connected: false,
+        }
+    }
+
+    /// The connection, if there is one or a try now succeeds; never waits past a connect timeout.
+    fn get(&mut self, read_timeout: Duration) -> Option<&mut Connection> {
+        if self.conn.is_none() && Instant::now() >= self.retry_at {
+            let made = self.client.get_connection_with_timeout(IO_TIMEOUT).and_then(|conn| {
+                conn.set_read_timeout(Some(read_timeout))?;
+                conn.set_write_timeout(Some(IO_TIMEOUT))?;
+                Ok(conn)
+            });
+            match made {
+                Ok(conn) => {
+                    if self.ever_connected {
+                        tracing::info!("redis: connected again");
+                        self.reconnected = true;
+                    }
+                    self.ever_connected = true;
+                    self.backoff = FIRST_BACKOFF;
+                    self.conn = Some(conn);
+                }
+                Err(e) => {
+                    tracing::debug!("redis: cannot connect: {e}");
+                    self.wait_longer();
+                }
+            }
+        }
+        self.conn.as_mut()
+    }
+
+    fn wait_longer(&mut self) {
+        self.retry_at = Instant::now() + self.backoff;
+        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+    }
+
+    /// The connection broke (or answered nonsense): drop it and try again after the back-off.
+    fn failed(&mut self, e: &redis::RedisError) {
+        if self.conn.take().is_some() {
+            tracing::warn!("redis: connection lost: {e}");
+        }
+        self.wait_longer();
+    }
+}
+
+fn text(value: &Value) -> Option<String> {
+    match value {
+        Value::BulkString(bytes) => String::from_utf8(bytes.clone()).ok(),
+        Value::SimpleString(s) => Some(s.clone()),
+        Value::Int(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn items(value: &Value) -> &[Value] {
+    match value {
+        Value::Array(items) | Value::Set(items) => items,
+        _ => &[],
+    }
+}
+
+/// The number in a stream id `N-0`.
+fn stream_number(id: &str) -> Option<u64> {
+    id.split('-').next()?.parse().ok()
+}
+
+/// The entries of an `XRANGE` reply (or one stream of an `XREAD` reply): id and event.
+fn entries(value: &Value) -> Vec<(u64, Event)> {
+    items(value)
+        .iter()
+        .filter_map(|entry| {
+            let [id, fields] = items(entry) else { return None };
+            let id = stream_number(&text(id)?)?;
+            let fields = items(fields);
+            let json = fields.chunks(2).find(|kv| kv.first().and_then(text).as_deref() == Some("e"))?.get(1)?;
+            match serde_json::from_str(&text(json)?) {
+                Ok(event) => Some((id, event)),
+                Err(e) => {
+                    tracing::warn!(id, "redis: skipping an event this node cannot read: {e}");
+                    None
+                }
+            }
+        })
+        .collect()
+}
+
+struct Writer {
+    redis: Redis,
+    node: String,
+    options: ClusterOptions,
+    board_limit: usize,
+    handle: Handle<Command>,
+    /// This node's members as registered in Redis, by connection: to register them again if
+    /// Redis loses its data.
+    registered: HashMap<u64, Record>,
+    /// Leaves that could not be written yet: a nick must not stay taken.
+    pending_leaves: Vec<Op>,
+    epoch: Option<String>,
+    available: Option<bool>,
+}
+
+impl Writer {
+    fn run(mut self, ops: Receiver<Op>) {
+        let interval = self.options.interval();
+        let mut next_beat = Instant::now();
+        loop {
+            let now = Instant::now();
+            if now >= next_beat {
+                self.beat();
+                next_beat = now + interval;
+            }
+            match ops.recv_timeout(next_beat.saturating_duration_since(now)) {
+                Ok(op) => self.run_op(op),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    // The loop is gone: write what leaves remain, once.
+                    for op in std::mem::take(&mut self.pending_leaves) {
+                        self.run_op(op);
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    fn tell(&self, tell: Tell) {
+        let _ = self.handle.command(Command(tell));
+    }
+
+    fn set_available(&mut self, up: bool) {
+        if self.available != Some(up) {
+            self.available = Some(up);
+            self.tell(Tell::Available(up));
+        }
+    }
+
+    fn refuse(&self, conn: u64, code: &'static str, message: impl Into<String>) {
+        self.tell(Tell::Refused { conn, code, message: message.into() });
+    }
+
+    /// Heartbeat, the epoch check, leaves left over from an outage, and reaping lost nodes.
+    fn beat(&mut self) {
+        let ttl = self.options.node_ttl.as_millis().to_string();
+        let proposal = format!("{}-{}", self.node, unix_millis());
+        let Some(conn) = self.redis.get(IO_TIMEOUT) else { return self.set_available(false) };
+        let epoch = scripts::heartbeat().arg(&self.node).arg(&ttl).arg(&proposal).invoke::<String>(conn);
+        let epoch = match epoch {
+            Ok(epoch) => epoch,
+            Err(e) => {
+                self.redis.failed(&e);
+                return self.set_available(false);
+            }
+        };
+        self.set_available(true);
+        if self.epoch.as_ref().is_some_and(|known| *known != epoch) {
+            tracing::warn!("redis: the data was lost (new epoch); registering this node's members again");
+            self.register_again();
+        }
+        self.epoch = Some(epoch);
+        for op in std::mem::take(&mut self.pending_leaves) {
+            self.run_op(op);
+        }
+        let Some(conn) = self.redis.get(IO_TIMEOUT) else { return };
+        match scripts::reap().arg(self.options.stream_len).arg(&self.node).invoke::<u64>(conn) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(members = n, "redis: announced the members of lost nodes as left"),
+            Err(e) => self.redis.failed(&e),
+        }
+    }
+
+    fn register_again(&mut self) {
+        let members: Vec<Record> = self.registered.values().cloned().collect();
+        for record in members {
+            let Some(conn) = self.redis.get(IO_TIMEOUT) else { return };
+            let event = Event::Join {
+                node: record.node.clone(),
+                conn: record.conn,
+                nick: record.nick.clone(),
+                resume: None,
+                again: true,
+            };
+            let taken = scripts::join()
+                .arg(self.options.stream_len)
+                .arg(record.nick.to_lowercase())
+                .arg(json(&record))
+                .arg(json(&event))
+                .invoke::<Option<String>>(conn);
+            match taken {
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    self.registered.remove(&record.conn);
+                    self.tell(Tell::Lost { conn: record.conn });
+                }
+                Err(e) => return self.redis.failed(&e),
+            }
+        }
+    }
+
+    fn run_op(&mut self, op: Op) {
+        let stream_len = self.options.stream_len;
+        let Some(conn) = self.redis.get(IO_TIMEOUT) else {
+            self.set_available(false);
+            return match op {
+                Op::Leave { .. } => self.pending_leaves.push(op),
+                Op::Join { conn, .. }
+                | Op::Say { conn, .. }
+                | Op::Whisper { conn, .. }
+                | Op::Draw { conn, .. }
+                | Op::Clear { conn, .. } => self.refuse(conn, "unavailable", "the room is unavailable; try again"),
+            };
+        };
+        let result: redis::RedisResult<()> = match &op {
+            Op::Join { conn: id, nick, resume } => {
+                let record = Record { node: self.node.clone(), conn: *id, nick: nick.clone() };
+                let event = Event::Join {
+                    node: self.node.clone(),
+                    conn: *id,
+                    nick: nick.clone(),
+                    resume: *resume,
+                    again: false,
+                };
+                scripts::join()
+                    .arg(stream_len)
+                    .arg(nick.to_lowercase())
+                    .arg(json(&record))
+                    .arg(json(&event))
+                    .invoke::<Option<String>>(conn)
+                    .map(|added| match added {
+                        Some(_) => {
+                            self.registered.insert(*id, record);
+                        }
+                        None => self.refuse(*id, "nick_taken", format!("{nick:?} is taken")),
+                    })
+            }
+            Op::Leave { conn: id, nick, reason } => {
+                self.registered.remove(id);
+                let record = Record { node: self.node.clone(), conn: *id, nick: nick.clone() };
+                let event =
+                    Event::Leave { node: self.node.clone(), conn: *id, nick: nick.clone(), reason: reason.clone() };
+                scripts::leave()
+                    .arg(stream_len)
+                    .arg(nick.to_lowercase())
+                    .arg(json(&record))
+                    .arg(json(&event))
+                    .invoke::<Option<String>>(conn)
+                    .map(drop)
+            }
+            Op::Say { from, text, .. } => {
+                let event = Event::Message { from: from.clone(), text: text.clone(), ts: unix_millis() };
+                scripts::event().arg(stream_len).arg(json(&event)).arg("say").invoke::<String>(conn).map(drop)
+            }
+            Op::Whisper { conn: id, from, to, text } => scripts::whisper()
+                .arg(stream_len)
+                .arg(to.trim().to_lowercase())
+                .arg(from)
+                .arg(text)
+                .arg(unix_millis())
+                .invoke::<Option<String>>(conn)
+                .map(|added| {
+                    if added.is_none() {
+                        self.refuse(*id, "no_such_user", format!("nobody is called {to:?}"));
+                    }
+                }),
+            Op::Draw { conn: id, stroke } => {
+                let event = Event::Draw { node: self.node.clone(), conn: *id, stroke: stroke.clone() };
+                scripts::event()
+                    .arg(stream_len)
+                    .arg(json(&event))
+                    .arg("draw")
+                    .arg(json(stroke))
+                    .arg(self.board_limit.max(1))
+                    .invoke::<String>(conn)
+                    .map(drop)
+            }
+            Op::Clear { from, .. } => {
+                let event = Event::Clear { from: from.clone() };
+                scripts::event().arg(stream_len).arg(json(&event)).arg("clear").invoke::<String>(conn).map(drop)
+            }
+        };
+        if let Err(e) = result {
+            self.redis.failed(&e);
+            self.set_available(false);
+            match op {
+                // Written or not, the leave's owner check makes writing it again harmless.
+                Op::Leave { .. } => self.pending_leaves.push(op),
+                Op::Join { conn, .. }
+                | Op::Say { conn, .. }
+                | Op::Whisper { conn, .. }
+                | Op::Draw { conn, .. }
+                | Op::Clear { conn, .. } => {
+                    self.refuse(conn, "unavailable", "the room is unavailable; it may or may not have happened")
+                }
+            }
+        }
+    }
+}
+
+fn json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+struct Reader {
+    redis: Redis,
+    node: String,
+    options: ClusterOptions,
+    handle: Handle<Command>,
+}
+
+impl Reader {
+    fn run(mut self) {
+        let block = self.options.interval();
+        let read_timeout = block + IO_TIMEOUT;
+        // The last id delivered; `None` until the first snapshot.
+        let mut last: Option<u64> = None;
+        let mut epoch: Option<String> = None;
+        let mut settle_at: Option<Instant> = None;
+        loop {
+            if settle_at.is_some_and(|at| Instant::now() >= at) {
+                settle_at = None;
+                if self.handle.command(Command(Tell::EpochSettled)).is_err() {
+                    return;
+                }
+            }
+            if self.redis.get(read_timeout).is_none() {
+                thread::sleep(self.redis.retry_at.saturating_duration_since(Instant::now()).min(block));
+                continue;
+            }
+            let reconnected = std::mem::take(&mut self.redis.reconnected);
+            let Some(conn) = self.redis.conn.as_mut() else { continue };
+            if last.is_none() || reconnected {
+                let proposal = format!("{}-{}", self.node, unix_millis());
+                let snapshot = match scripts::snapshot().arg(&proposal).invoke::<Value>(conn) {
+                    Ok(snapshot) => snapshot,
+                    Err(e) => {
+                        self.redis.failed(&e);
+                        continue;
+                    }
+                };
+                let [at, now_epoch, members, board] = items(&snapshot) else { continue };
+                let now_epoch = text(now_epoch);
+                let tell = match (&last, &epoch) {
+                    (None, _) => {
+                        last = text(at).and_then(|at| at.parse().ok());
+                        let members = items(members)
+                            .iter()
+                            .filter_map(|m| serde_json::from_str::<Record>(&text(m)?).ok())
+                            .collect();
+                        let board = items(board)
+                            .iter()
+                            .filter_map(|s| serde_json::from_str::<BoardStroke>(&text(s)?).ok())
+                            .collect();
+                        Some(Tell::Snapshot { members, board })
+                    }
+                    (Some(_), known) if *known != now_epoch => {
+                        tracing::warn!("redis: the stream was lost; going on with the new one");
+                        last = Some(0);
+                        settle_at = Some(Instant::now() + self.options.node_ttl * 2);
+                        Some(Tell::Epoch)
+                    }
+                    _ => None,
+                };
+                epoch = now_epoch;
+                if let Some(tell) = tell {
+                    if self.handle.command(Command(tell)).is_err() {
+                        return;
+                    }
+                }
+                continue;
+            }
+            let from = last.unwrap_or(0);
+            let reply = redis::cmd("XREAD")
+                .arg("COUNT")
+                .arg(READ_BATCH)
+                .arg("BLOCK")
+                .arg(block.as_millis() as u64)
+                .arg("STREAMS")
+                .arg("chat:events")
+                .arg(format!("{from}-0"))
+                .query::<Value>(conn);
+            let reply = match reply {
+                Ok(reply) => reply,
+                Err(e) => {
+                    self.redis.failed(&e);
+                    continue;
+                }
+            };
+            let Some(stream) = items(&reply).first() else { continue };
+            let Some(found) = items(stream).get(1) else { continue };
+            let mut batch = Vec::new();
+            for (id, event) in entries(found) {
+                let missed = match &event {
+                    Event::Join { node, resume: Some(after), .. } if *node == self.node => {
+                        match missed_messages(conn, *after, id) {
+                            Ok(missed) => missed,
+                            Err(e) => {
+                                self.redis.failed(&e);
+                                break;
+                            }
+                        }
+                    }
+                    _ => Vec::new(),
+                };
+                last = Some(id);
+                batch.push(Delivered { id, event, missed });
+            }
+            if !batch.is_empty() && self.handle.command(Command(Tell::Events(batch))).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// The messages strictly between `after` and `until` that the stream still has.
+fn missed_messages(conn: &mut Connection, after: u64, until: u64) -> redis::RedisResult<Vec<Missed>> {
+    if until <= after.saturating_add(1) {
+        return Ok(Vec::new());
+    }
+    let found: Value =
+        redis::cmd("XRANGE").arg("chat:events").arg(format!("({after}-0")).arg(format!("({until}-0")).query(conn)?;
+    Ok(entries(&found)
+        .into_iter()
+        .filter_map(|(id, event)| match event {
+            Event::Message { from, text, ts } => Some((id, from, text, ts)),
+            _ => None,
+        })
+        .collect())
+}

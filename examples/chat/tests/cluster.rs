@@ -1,0 +1,525 @@
+//! Cluster mode end to end: a real `redis-server` started by the test on a free loopback port
+//! (nothing kept on disk), `chat` nodes as child processes (so `kill -9` is real), and the
+//! project's blocking client on each node.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use wsproto::{Config, Message};
+use wsproto_adapters::blocking::{connect, ClientStream, ConnectOptions, Incoming, WebSocket};
+
+/// Each node's heartbeat TTL in these tests; it beats and looks for lost nodes every third.
+const TTL: Duration = Duration::from_millis(900);
+/// How long any one expected message may take.
+const WAIT: Duration = Duration::from_secs(10);
+
+fn watchdog() {
+    wsproto_testkit::process_watchdog("chat cluster tests", Duration::from_secs(240));
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A `redis-server` of the test's own, stopped when dropped.
+struct Redis {
+    port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl Redis {
+    fn start() -> Redis {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("chat-cluster-test-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut redis = Redis { port, dir, child: None };
+        redis.run();
+        redis
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// Starts the server (again, on the same port: without its data) and waits for its PONG.
+    fn run(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (apt-get install redis-server)");
+        self.child = Some(child);
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) {
+                let mut reply = [0; 7];
+                if stream.write_all(b"PING\r\n").is_ok()
+                    && stream.read_exact(&mut reply).is_ok()
+                    && &reply == b"+PONG\r\n"
+                {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A `chat --redis` process, killed (-9) when dropped.
+struct Node {
+    addr: SocketAddr,
+    child: Child,
+}
+
+impl Node {
+    fn start(redis: &Redis) -> Node {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_chat"))
+            .args(["--addr", "127.0.0.1:0", "--redis", &redis.url(), "--node-ttl-ms", &TTL.as_millis().to_string()])
+            // The tests talk faster than people.
+            .args(["--max-rate", "1000", "-v"])
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("chat binary");
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        stderr.read_line(&mut line).unwrap();
+        let addr: SocketAddr = line
+            .split("http://")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no address in {line:?}"));
+        // Keep reading its log so it never blocks on a full pipe; CHAT_TEST_LOG=1 shows it.
+        let port = addr.port();
+        std::thread::spawn(move || {
+            let show = std::env::var_os("CHAT_TEST_LOG").is_some();
+            for line in stderr.lines().map_while(Result::ok) {
+                if show {
+                    eprintln!("node {port}: {line}");
+                }
+            }
+        });
+        Node { addr, child }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+type Ws = WebSocket<ClientStream>;
+
+fn open(node: &Node) -> Ws {
+    open_addr(node.addr)
+}
+
+fn open_addr(addr: SocketAddr) -> Ws {
+    let options = ConnectOptions {
+        config: Arc::new(Config::default()),
+        subprotocols: vec!["chat.v1".into()],
+        origin: Some(format!("http://{addr}")),
+        headers: Vec::new(),
+    };
+    let (ws, _) = connect(&format!("ws://{addr}/ws"), options).expect("connect");
+    ws
+}
+
+fn send(ws: &mut Ws, value: Value) {
+    ws.send_text(&value.to_string()).expect("send");
+}
+
+fn recv(ws: &mut Ws) -> Value {
+    loop {
+        match ws.read().expect("a message (the watchdog bounds the wait)") {
+            Incoming::Message(Message::Text(text)) => return serde_json::from_str(&text).unwrap(),
+            Incoming::Closed(closed) => panic!("closed while waiting for a message: {closed:?}"),
+            _ => {}
+        }
+    }
+}
+
+fn recv_type(ws: &mut Ws, kind: &str) -> Value {
+    loop {
+        let value = recv(ws);
+        if value["type"] == kind {
+            return value;
+        }
+    }
+}
+
+/// Joins, retrying while the node has not reached Redis yet; answers the welcome.
+fn try_join(node: &Node, nick: &str, resume: Option<u64>) -> (Ws, Value) {
+    let mut ws = open(node);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let mut join = json!({"type": "join", "nick": nick});
+        if let Some(resume) = resume {
+            join["resume"] = json!(resume);
+        }
+        send(&mut ws, join);
+        let answer = recv(&mut ws);
+        if answer["type"] == "welcome" {
+            assert_eq!(answer["nick"], nick);
+            return (ws, answer);
+        }
+        assert_eq!(answer["code"], "unavailable", "{answer}");
+        assert!(Instant::now() < deadline, "the node never reached Redis");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn join(node: &Node, nick: &str) -> Ws {
+    try_join(node, nick, None).0
+}
+
+/// Reads until `n` chat messages came: (id, from, text) in the order seen.
+fn messages(ws: &mut Ws, n: usize) -> Vec<(u64, String, String)> {
+    (0..n)
+        .map(|_| {
+            let m = recv_type(ws, "message");
+            (m["id"].as_u64().unwrap(), m["from"].as_str().unwrap().into(), m["text"].as_str().unwrap().into())
+        })
+        .collect()
+}
+
+/// Waits until every listed user is in `ws`'s user list.
+fn wait_for_users(ws: &mut Ws, users: &[&str]) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        send(ws, json!({"type": "users"}));
+        let list = recv_type(ws, "users");
+        if users.iter().all(|u| list["users"].as_array().unwrap().iter().any(|v| v == u)) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "users {users:?} never all listed: {list}");
+        std::thread::sleep(Duration::from_millis(30));
+    }
+}
+
+#[test]
+fn three_nodes_share_one_order_users_whispers_and_the_board() {
+    watchdog();
+    let redis = Redis::start();
+    let nodes: Vec<Node> = (0..3).map(|_| Node::start(&redis)).collect();
+    let nicks = ["ann", "ben", "cat"];
+    let mut clients: Vec<Ws> = nodes.iter().zip(nicks).map(|(node, nick)| join(node, nick)).collect();
+    for ws in &mut clients {
+        wait_for_users(ws, &nicks);
+    }
+    for i in 0..5 {
+        for (ws, nick) in clients.iter_mut().zip(nicks) {
+            send(ws, json!({"type": "say", "text": format!("{nick}{i}")}));
+        }
+    }
+    let seen: Vec<_> = clients.iter_mut().map(|ws| messages(ws, 15)).collect();
+    assert_eq!(seen[0], seen[1], "one order on every node");
+    assert_eq!(seen[0], seen[2], "one order on every node");
+    assert!(seen[0].windows(2).all(|w| w[0].0 < w[1].0), "ids increase");
+    for nick in nicks {
+        let own: Vec<&str> = seen[0].iter().filter(|m| m.1 == nick).map(|m| m.2.as_str()).collect();
+        let sent: Vec<String> = (0..5).map(|i| format!("{nick}{i}")).collect();
+        assert_eq!(own, sent, "each sender's messages in the order sent");
+    }
+
+    // A whisper from node 0 to node 2; the one on node 1 sees nothing of it.
+    send(&mut clients[0], json!({"type": "whisper", "to": "CAT", "text": "psst"}));
+    let to_cat = recv_type(&mut clients[2], "whisper");
+    assert_eq!(
+        (to_cat["from"].as_str(), to_cat["to"].as_str(), to_cat["text"].as_str()),
+        (Some("ann"), Some("cat"), Some("psst"))
+    );
+    assert_eq!(recv_type(&mut clients[0], "whisper")["to"], "cat");
+    send(&mut clients[0], json!({"type": "say", "text": "public"}));
+    let next = recv(&mut clients[1]);
+    assert_eq!((next["type"].as_str(), next["text"].as_str()), (Some("message"), Some("public")), "{next}");
+    send(&mut clients[0], json!({"type": "whisper", "to": "nobody", "text": "hello?"}));
+    assert_eq!(recv_type(&mut clients[0], "error")["code"], "no_such_user");
+
+    // The board: drawn on node 0, relayed to node 1, replayed to a late joiner on node 2.
+    let stroke = json!({"type": "draw", "x0": 0.1, "y0": 0.2, "x1": 0.3, "y1": 0.4, "color": "#ff0000", "width": 3.0});
+    send(&mut clients[0], stroke);
+    assert_eq!(recv_type(&mut clients[1], "draw")["from"], "ann");
+    let (_dan, welcome) = try_join(&nodes[2], "dan", None);
+    assert_eq!(welcome["board"].as_array().map(Vec::len), Some(1), "{welcome}");
+    assert_eq!(welcome["board"][0]["x1"], 0.3);
+    assert_eq!(welcome["users"], json!(["ann", "ben", "cat", "dan"]));
+    send(&mut clients[1], json!({"type": "clear"}));
+    assert_eq!(recv_type(&mut clients[2], "clear")["from"], "ben");
+    let (_eve, welcome) = try_join(&nodes[0], "eve", None);
+    assert_eq!(welcome["board"], json!([]));
+}
+
+#[test]
+fn many_simultaneous_joins_with_one_nick_across_nodes_one_wins() {
+    watchdog();
+    let redis = Redis::start();
+    let nodes: Vec<Node> = (0..3).map(|_| Node::start(&redis)).collect();
+    // Every node has reached Redis.
+    for node in &nodes {
+        drop(join(node, &format!("probe{}", node.addr.port())));
+    }
+    let per_node = 8;
+    let barrier = Arc::new(Barrier::new(per_node * nodes.len()));
+    let threads: Vec<_> = nodes
+        .iter()
+        .flat_map(|node| (0..per_node).map(move |_| node.addr))
+        .map(|addr| {
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                let mut ws = open_addr(addr);
+                barrier.wait();
+                send(&mut ws, json!({"type": "join", "nick": "Same"}));
+                let answer = recv(&mut ws);
+                // Hold the nick until every thread has its answer.
+                (answer, ws)
+            })
+        })
+        .collect();
+    let answers: Vec<(Value, Ws)> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let won = answers.iter().filter(|(a, _)| a["type"] == "welcome").count();
+    let taken = answers.iter().filter(|(a, _)| a["code"] == "nick_taken").count();
+    assert_eq!((won, taken), (1, per_node * nodes.len() - 1), "{:?}", answers.iter().map(|a| &a.0).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_killed_node_s_members_leave_once_within_the_bound_and_their_nicks_are_free() {
+    watchdog();
+    let redis = Redis::start();
+    let mut doomed = Node::start(&redis);
+    let nodes: Vec<Node> = (0..2).map(|_| Node::start(&redis)).collect();
+    let _victims = [join(&doomed, "vic"), join(&doomed, "tim")];
+    let mut watchers: Vec<Ws> = nodes.iter().enumerate().map(|(i, node)| join(node, &format!("w{i}"))).collect();
+    for ws in &mut watchers {
+        wait_for_users(ws, &["vic", "tim", "w0", "w1"]);
+    }
+    let killed = Instant::now();
+    doomed.kill();
+    for ws in &mut watchers {
+        let mut left: Vec<String> = (0..2)
+            .map(|_| {
+                let m = recv_type(ws, "left");
+                assert_eq!(m["reason"], "node lost", "{m}");
+                m["nick"].as_str().unwrap().to_owned()
+            })
+            .collect();
+        left.sort();
+        assert_eq!(left, ["tim", "vic"]);
+    }
+    let took = killed.elapsed();
+    // TTL + one interval, and slack for a loaded machine.
+    let bound = TTL + TTL / 3 + Duration::from_millis(700);
+    assert!(took <= bound, "announced after {took:?}, bound {bound:?}");
+    // Exactly once: a message said now is the next thing every watcher sees.
+    send(&mut watchers[0], json!({"type": "say", "text": "after"}));
+    for ws in &mut watchers {
+        let next = recv(ws);
+        assert_eq!((next["type"].as_str(), next["text"].as_str()), (Some("message"), Some("after")), "{next}");
+        send(ws, json!({"type": "users"}));
+        assert_eq!(recv(ws)["users"], json!(["w0", "w1"]));
+    }
+    let _vic = join(&nodes[1], "vic");
+    // A node started again on the same Redis is a member of the cluster as before.
+    let again = Node::start(&redis);
+    let mut tim = join(&again, "tim");
+    wait_for_users(&mut tim, &["vic", "tim", "w0", "w1"]);
+}
+
+#[test]
+fn resume_after_a_dropped_connection_and_on_another_node() {
+    watchdog();
+    let redis = Redis::start();
+    let nodes: Vec<Node> = (0..2).map(|_| Node::start(&redis)).collect();
+    let mut bob = join(&nodes[0], "bob");
+    let mut alice = join(&nodes[0], "alice");
+    let say = |bob: &mut Ws, texts: &[&str]| {
+        for text in texts {
+            send(bob, json!({"type": "say", "text": text}));
+        }
+        messages(bob, texts.len())
+    };
+    say(&mut bob, &["m0", "m1", "m2"]);
+    let last_seen = messages(&mut alice, 1)[0].0;
+    // Alice's connection drops after the first message; she comes back to the same node.
+    drop(alice);
+    recv_type(&mut bob, "left");
+    say(&mut bob, &["m3", "m4"]);
+    let (mut alice, _) = try_join(&nodes[0], "alice", Some(last_seen));
+    let texts = |seen: &[(u64, String, String)]| seen.iter().map(|m| m.2.clone()).collect::<Vec<_>>();
+    assert_eq!(texts(&messages(&mut alice, 4)), ["m1", "m2", "m3", "m4"], "the missed ones, once, in order");
+    let live = say(&mut bob, &["live"]);
+    let seen = messages(&mut alice, 1);
+    assert_eq!(seen, live, "then the live room, with nothing twice");
+    // Then she moves to the other node.
+    drop(alice);
+    recv_type(&mut bob, "left");
+    say(&mut bob, &["m5", "m6"]);
+    let (mut alice, welcome) = try_join(&nodes[1], "alice", Some(seen[0].0));
+    assert_eq!(welcome["users"], json!(["alice", "bob"]));
+    assert_eq!(texts(&messages(&mut alice, 2)), ["m5", "m6"]);
+    let live = say(&mut bob, &["live again"]);
+    assert_eq!(messages(&mut alice, 1), live);
+}
+
+/// What one client saw of a run: every chat message (id, text) in order, and the texts of
+/// its own messages that came back (acknowledged).
+struct Seen {
+    messages: Vec<(u64, String)>,
+    acked: Vec<String>,
+    refused: usize,
+}
+
+/// Says `prefix-i` until `until`, one at a time: each comes back (acknowledged) or is
+/// answered `unavailable`; records every message seen meanwhile.
+fn talk(mut ws: Ws, nick: &str, until: Instant) -> (Ws, Seen) {
+    let mut seen = Seen { messages: Vec::new(), acked: Vec::new(), refused: 0 };
+    let mut i = 0;
+    while Instant::now() < until {
+        let text = format!("{nick}-{i}");
+        i += 1;
+        send(&mut ws, json!({"type": "say", "text": text}));
+        loop {
+            let m = recv(&mut ws);
+            match m["type"].as_str() {
+                Some("message") => {
+                    let got = m["text"].as_str().unwrap().to_owned();
+                    seen.messages.push((m["id"].as_u64().unwrap(), got.clone()));
+                    if got == text {
+                        seen.acked.push(got);
+                        break;
+                    }
+                }
+                Some("error") => {
+                    assert_eq!(m["code"], "unavailable", "{m}");
+                    seen.refused += 1;
+                    std::thread::sleep(Duration::from_millis(20));
+                    break;
+                }
+                _ => {}
+            }
+        }
+    }
+    (ws, seen)
+}
+
+/// Reads messages until `last` came.
+fn read_until(ws: &mut Ws, seen: &mut Seen, last: &str) {
+    loop {
+        let m = recv_type(ws, "message");
+        let text = m["text"].as_str().unwrap().to_owned();
+        seen.messages.push((m["id"].as_u64().unwrap(), text.clone()));
+        if text == last {
+            return;
+        }
+    }
+}
+
+#[test]
+fn redis_stopped_and_started_again_mid_traffic_loses_no_acknowledged_message() {
+    watchdog();
+    let mut redis = Redis::start();
+    let nodes: Vec<Node> = (0..2).map(|_| Node::start(&redis)).collect();
+    let nicks = ["s0", "s1", "l0", "l1"];
+    let mut clients: Vec<Ws> = nicks.iter().enumerate().map(|(i, nick)| join(&nodes[i % 2], nick)).collect();
+    for ws in &mut clients {
+        wait_for_users(ws, &nicks);
+    }
+    let mut listeners = clients.split_off(2);
+    let until = Instant::now() + Duration::from_secs(4);
+    let talkers: Vec<_> =
+        clients.into_iter().zip(nicks).map(|(ws, nick)| std::thread::spawn(move || talk(ws, nick, until))).collect();
+    std::thread::sleep(Duration::from_millis(800));
+    redis.kill();
+    std::thread::sleep(Duration::from_millis(700));
+    redis.run();
+    let mut results: Vec<(Ws, Seen)> = talkers.into_iter().map(|t| t.join().unwrap()).collect();
+    for (_, seen) in &results {
+        assert!(seen.refused > 0, "Redis was away: some says were refused");
+        assert!(seen.acked.len() > 10, "and some acknowledged before and after: {}", seen.acked.len());
+    }
+    // A last message, acknowledged, marks the end for everyone.
+    let (ws, seen) = &mut results[0];
+    let (_, last) = talk_once(ws, seen, "the end");
+    let acked: Vec<String> = results.iter().flat_map(|(_, s)| s.acked.clone()).collect();
+    let mut everyone: Vec<Seen> = Vec::new();
+    for (i, (mut ws, mut seen)) in results.into_iter().enumerate() {
+        // The first talker saw the end already: it said it.
+        if i > 0 {
+            read_until(&mut ws, &mut seen, &last);
+        }
+        everyone.push(seen);
+    }
+    for ws in &mut listeners {
+        let mut seen = Seen { messages: Vec::new(), acked: Vec::new(), refused: 0 };
+        read_until(ws, &mut seen, &last);
+        everyone.push(seen);
+    }
+    let acked_order: Vec<Vec<(u64, String)>> = everyone
+        .iter()
+        .map(|seen| {
+            let ids: Vec<u64> = seen.messages.iter().map(|m| m.0).collect();
+            assert!(ids.windows(2).all(|w| w[0] < w[1]), "no duplicate, in increasing order");
+            seen.messages.iter().filter(|m| acked.contains(&m.1) || m.1 == last).cloned().collect()
+        })
+        .collect();
+    for order in &acked_order {
+        assert_eq!(order.len(), acked.len() + 1, "every acknowledged message reached everyone");
+        assert_eq!(*order, acked_order[0], "in the same order");
+    }
+}
+
+/// Says `text` until it is acknowledged; answers its id and text.
+fn talk_once(ws: &mut Ws, seen: &mut Seen, text: &str) -> (u64, String) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        assert!(Instant::now() < deadline, "the room never came back");
+        send(ws, json!({"type": "say", "text": text}));
+        loop {
+            let m = recv(ws);
+            match m["type"].as_str() {
+                Some("message") => {
+                    let got = m["text"].as_str().unwrap().to_owned();
+                    let id = m["id"].as_u64().unwrap();
+                    seen.messages.push((id, got.clone()));
+                    if got == text {
+                        return (id, got);
+                    }
+                }
+                Some("error") => {
+                    std::thread::sleep(Duration::from_millis(50));
+                    break;
+                }
+                _ => {}
+            }
+        }
+    }
+}
