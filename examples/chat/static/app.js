@@ -17,6 +17,12 @@ const BOARD_H = 600;
 const MIN_SEGMENT = 1; // logical pixels; skips pointer jitter
 const COLOR_RE = /^#[0-9a-fA-F]{6}$/;
 const NICK_ERRORS = new Set(['nick_taken', 'invalid_nick']);
+// Coming back as the same user after a drop, the nick may still be held for a few seconds
+// (a cluster frees a lost node's nicks within its heartbeat TTL and one interval) and a node
+// may not reach Redis yet: such refusals are retried, with back-off, for this long.
+const REJOIN_RETRY_CODES = new Set(['nick_taken', 'unavailable']);
+const REJOIN_WINDOW_MS = 20000;
+const REJOIN_RETRY_MAX_MS = 4000;
 
 const $ = (id) => document.getElementById(id);
 const el = {
@@ -58,6 +64,9 @@ const state = {
   reconnectTimer: 0,
   countdownTimer: 0,
   reconnectAt: 0,
+  rejoinUntil: 0, // while coming back as the same user: until when refusals are retried
+  rejoinTries: 0,
+  rejoinTimer: 0,
   pointer: null, // the one pointer currently drawing: {id, x, y, moved}
 };
 
@@ -177,8 +186,10 @@ function onOpen() {
 function sendJoin(nick) {
   setNickError('');
   const join = { type: 'join', nick };
+  const rejoining = state.me !== null && sameNick(state.me, nick);
   // Coming back as the same user: a cluster node first sends what we missed since lastId.
-  if (state.lastId !== null && state.me !== null && sameNick(state.me, nick)) join.resume = state.lastId;
+  if (rejoining && state.lastId !== null) join.resume = state.lastId;
+  if (rejoining && !state.rejoinUntil) state.rejoinUntil = Date.now() + REJOIN_WINDOW_MS;
   send(join);
 }
 
@@ -253,6 +264,8 @@ function onWelcome(msg) {
   state.me = nick;
   state.wantedNick = nick;
   state.attempts = 0;
+  state.rejoinUntil = 0;
+  state.rejoinTries = 0;
   saveNick(nick);
   el.me.textContent = nick;
   el.nickInput.value = nick;
@@ -298,7 +311,9 @@ function onClear(msg) {
 function onError(msg) {
   const code = str(msg.code);
   const text = str(msg.message) || code || 'Unknown error';
+  if (!state.joined && retryRejoin(code)) return;
   if (!state.joined) {
+    state.rejoinUntil = 0;
     // A rejected nick must not be retried automatically on reconnect.
     if (NICK_ERRORS.has(code)) state.wantedNick = null;
     showJoinForm(text);
@@ -306,6 +321,20 @@ function onError(msg) {
   }
   const line = addSystem(`Error: ${text}`, 'error');
   if (code) line.dataset.code = code;
+}
+
+// Coming back as the same user, a refusal that time will lift is retried; true if it is.
+function retryRejoin(code) {
+  if (!REJOIN_RETRY_CODES.has(code) || !state.rejoinUntil || Date.now() >= state.rejoinUntil) return false;
+  const delay = Math.min(REJOIN_RETRY_MAX_MS, 250 * 2 ** Math.min(state.rejoinTries, 8));
+  state.rejoinTries += 1;
+  setStatus('rejoining…');
+  clearTimeout(state.rejoinTimer);
+  const socket = state.ws;
+  state.rejoinTimer = setTimeout(() => {
+    if (state.ws === socket && !state.joined && state.wantedNick) sendJoin(state.wantedNick);
+  }, delay);
+  return true;
 }
 
 // ---------------------------------------------------------------- join UI

@@ -98,20 +98,22 @@ impl Node {
     fn start(redis: &Redis) -> Node {
         let mut child = Command::new(env!("CARGO_BIN_EXE_chat"))
             .args(["--addr", "127.0.0.1:0", "--redis", &redis.url(), "--node-ttl-ms", &TTL.as_millis().to_string()])
-            // The tests talk faster than people.
-            .args(["--max-rate", "1000", "-v"])
+            // The tests talk faster than people (a talker's says come back in well under a
+            // millisecond): no rate limit of any meaning here.
+            .args(["--max-rate", "1000000", "-v"])
             .stderr(Stdio::piped())
             .spawn()
             .expect("chat binary");
         let mut stderr = BufReader::new(child.stderr.take().unwrap());
         let mut line = String::new();
-        stderr.read_line(&mut line).unwrap();
-        let addr: SocketAddr = line
-            .split("http://")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("no address in {line:?}"));
+        let _ = stderr.read_line(&mut line);
+        let addr: Option<SocketAddr> =
+            line.split("http://").nth(1).and_then(|rest| rest.split_whitespace().next()).and_then(|a| a.parse().ok());
+        let Some(addr) = addr else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("no address in {line:?}");
+        };
         // Keep reading its log so it never blocks on a full pipe; CHAT_TEST_LOG=1 shows it.
         let port = addr.port();
         std::thread::spawn(move || {
@@ -521,5 +523,170 @@ fn talk_once(ws: &mut Ws, seen: &mut Seen, text: &str) -> (u64, String) {
                 _ => {}
             }
         }
+    }
+}
+
+/// A command to the test's Redis, on a connection of its own.
+fn redis_cmd(redis: &Redis, args: &[&str]) -> redis::Value {
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_connection().expect("the test reaches its Redis");
+    let mut cmd = redis::cmd(args[0]);
+    for arg in &args[1..] {
+        cmd.arg(*arg);
+    }
+    cmd.query(&mut conn).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+}
+
+/// How many `XREAD`s Redis has served (`INFO commandstats`).
+fn xread_calls(redis: &Redis) -> u64 {
+    let redis::Value::BulkString(info) = redis_cmd(redis, &["INFO", "commandstats"]) else { panic!("INFO") };
+    let info = String::from_utf8(info).unwrap();
+    info.lines()
+        .find_map(|line| line.strip_prefix("cmdstat_xread:calls="))
+        .and_then(|rest| rest.split(',').next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_stream_entry_the_nodes_cannot_read_is_passed_over_once() {
+    watchdog();
+    let redis = Redis::start();
+    let node = Node::start(&redis);
+    let mut ann = join(&node, "ann");
+    send(&mut ann, json!({"type": "say", "text": "before"}));
+    let before = messages(&mut ann, 1)[0].0;
+    // Something else writes to the stream: an entry that is no event of ours, under an id
+    // with a sequence part (the cluster's own ids all end in -0).
+    redis_cmd(&redis, &["XADD", "chat:events", &format!("{before}-7"), "not", "an event"]);
+    redis_cmd(&redis, &["XADD", "chat:events", &format!("{}-0", before + 1), "e", "{\"k\":\"unknown\"}"]);
+    // The reader steps past both once: it does not read them again and again.
+    std::thread::sleep(TTL / 3);
+    let calls = xread_calls(&redis);
+    std::thread::sleep(TTL);
+    let idle = xread_calls(&redis) - calls;
+    // One blocking XREAD per interval (TTL / 3) when idle.
+    assert!(idle <= 10, "{idle} XREADs in one TTL: the reader spins on entries it cannot read");
+    send(&mut ann, json!({"type": "say", "text": "after"}));
+    let next = recv(&mut ann);
+    assert_eq!((next["type"].as_str(), next["text"].as_str()), (Some("message"), Some("after")), "{next}");
+    assert!(next["id"].as_u64().unwrap() > before + 1);
+}
+
+#[test]
+fn redis_dropping_every_connection_loses_nothing_and_nobody() {
+    watchdog();
+    let redis = Redis::start();
+    let nodes: Vec<Node> = (0..2).map(|_| Node::start(&redis)).collect();
+    let nicks = ["s0", "s1", "l0", "l1"];
+    let mut clients: Vec<Ws> = nicks.iter().enumerate().map(|(i, nick)| join(&nodes[i % 2], nick)).collect();
+    for ws in &mut clients {
+        wait_for_users(ws, &nicks);
+    }
+    let mut listeners = clients.split_off(2);
+    let until = Instant::now() + Duration::from_secs(3);
+    let talkers: Vec<_> =
+        clients.into_iter().zip(nicks).map(|(ws, nick)| std::thread::spawn(move || talk(ws, nick, until))).collect();
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_millis(600));
+        // Redis keeps its data; every node must reconnect and read on where it was.
+        redis_cmd(&redis, &["CLIENT", "KILL", "TYPE", "normal"]);
+    }
+    let mut results: Vec<(Ws, Seen)> = talkers.into_iter().map(|t| t.join().unwrap()).collect();
+    let (ws, seen) = &mut results[0];
+    let (_, last) = talk_once(ws, seen, "the end");
+    let mut all: Vec<Vec<(u64, String)>> = Vec::new();
+    let mut talkers = Vec::new();
+    for (i, (mut ws, mut seen)) in results.into_iter().enumerate() {
+        if i > 0 {
+            read_until(&mut ws, &mut seen, &last);
+        }
+        all.push(seen.messages);
+        talkers.push(ws);
+    }
+    for ws in &mut listeners {
+        let mut seen = Seen { messages: Vec::new(), acked: Vec::new(), refused: 0 };
+        read_until(ws, &mut seen, &last);
+        all.push(seen.messages);
+        // Nobody left or came back meanwhile: the same four, and no joined/left on the way.
+        send(ws, json!({"type": "users"}));
+        let next = recv(ws);
+        assert_eq!(next["type"], "users", "only messages came before: {next}");
+        assert_eq!(next["users"], json!(["l0", "l1", "s0", "s1"]));
+    }
+    // The listeners saw everything from the start: every message in the stream, each once.
+    // The talkers' records start later (while joining) but must be the same run's tail.
+    let full = &all[2];
+    assert!(full.windows(2).all(|w| w[0].0 < w[1].0), "no duplicate, in increasing order");
+    assert_eq!(all[3], *full, "both listeners saw the same messages");
+    for seen in &all[..2] {
+        assert!(full.ends_with(seen), "a talker's view is the listeners' tail");
+    }
+}
+
+fn signal(node: &Node, signal: &str) {
+    let status = Command::new("kill").args([signal, &node.child.id().to_string()]).status().unwrap();
+    assert!(status.success(), "kill {signal}");
+}
+
+/// Reads until the connection ends; answers every message seen.
+fn read_to_close(ws: &mut Ws) -> Vec<Value> {
+    let mut seen = Vec::new();
+    loop {
+        match ws.read() {
+            Ok(Incoming::Message(Message::Text(text))) => seen.push(serde_json::from_str(&text).unwrap()),
+            Ok(Incoming::Closed(_)) | Err(_) => return seen,
+            Ok(_) => {}
+        }
+    }
+}
+
+#[test]
+fn a_node_that_stalled_past_its_ttl_drops_its_members_and_they_cannot_speak() {
+    watchdog();
+    let mut redis = Redis::start();
+    let stalled = Node::start(&redis);
+    let other = Node::start(&redis);
+    let mut old_ann = join(&stalled, "ann");
+    let mut w = join(&other, "w");
+    wait_for_users(&mut w, &["ann", "w"]);
+    // The node stops (as under a long GC pause or a frozen VM): the cluster gives it up.
+    signal(&stalled, "-STOP");
+    let left = recv_type(&mut w, "left");
+    assert_eq!((left["nick"].as_str(), left["reason"].as_str()), (Some("ann"), Some("node lost")));
+    let mut new_ann = join(&other, "ann");
+    // The old member speaks while its node is stopped; the node reads it when it wakes.
+    send(&mut old_ann, json!({"type": "say", "text": "ghost"}));
+    signal(&stalled, "-CONT");
+    let seen = read_to_close(&mut old_ann);
+    assert!(seen.iter().all(|m| m["type"] != "message" || m["text"] != "ghost"), "{seen:?}");
+    send(&mut w, json!({"type": "say", "text": "after"}));
+    let next = recv_type(&mut w, "message");
+    assert_eq!(next["text"], "after", "the old member's message never reached the room");
+    assert_eq!(recv_type(&mut new_ann, "message")["text"], "after");
+    // The woken node is a member of the cluster again.
+    let mut cid = join(&stalled, "cid");
+    wait_for_users(&mut cid, &["ann", "cid", "w"]);
+    // And it forgot its lost member: when Redis loses its data and every node registers its
+    // members again, the old ann does not come back to take the nick from the new one.
+    redis.kill();
+    redis.run();
+    let mut seen = Seen { messages: Vec::new(), acked: Vec::new(), refused: 0 };
+    talk_once(&mut w, &mut seen, "after the restart");
+    assert_eq!(recv_type(&mut new_ann, "message")["text"], "after the restart");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        send(&mut w, json!({"type": "users"}));
+        let users = recv_type(&mut w, "users");
+        if users["users"] == json!(["ann", "cid", "w"]) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the room never settled: {users}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let live = Instant::now() + TTL * 3;
+    while Instant::now() < live {
+        std::thread::sleep(TTL / 3);
+        send(&mut new_ann, json!({"type": "users"}));
+        assert_eq!(recv_type(&mut new_ann, "users")["users"], json!(["ann", "cid", "w"]));
     }
 }

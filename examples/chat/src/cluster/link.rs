@@ -144,29 +144,39 @@ fn items(value: &Value) -> &[Value] {
     }
 }
 
-/// The number in a stream id `N-0`.
+/// The number in a stream id `N-S`: the event id the protocol shows (this cluster's scripts
+/// always add `N-0`).
 fn stream_number(id: &str) -> Option<u64> {
     id.split('-').next()?.parse().ok()
 }
 
-/// The entries of an `XRANGE` reply (or one stream of an `XREAD` reply): id and event.
-fn entries(value: &Value) -> Vec<(u64, Event)> {
+/// One entry of an `XRANGE` reply (or of one stream of an `XREAD` reply).
+struct Entry {
+    /// The stream id as Redis wrote it: where the next read goes on from.
+    raw_id: String,
+    /// The id and event, if this node can read them (something else may write to the stream).
+    event: Option<(u64, Event)>,
+}
+
+fn entries(value: &Value) -> Vec<Entry> {
     items(value)
         .iter()
         .filter_map(|entry| {
             let [id, fields] = items(entry) else { return None };
-            let id = stream_number(&text(id)?)?;
-            let fields = items(fields);
-            let json = fields.chunks(2).find(|kv| kv.first().and_then(text).as_deref() == Some("e"))?.get(1)?;
-            match serde_json::from_str(&text(json)?) {
-                Ok(event) => Some((id, event)),
-                Err(e) => {
-                    tracing::warn!(id, "redis: skipping an event this node cannot read: {e}");
-                    None
-                }
+            let raw_id = text(id)?;
+            let event = read_event(&raw_id, items(fields));
+            if event.is_none() {
+                tracing::warn!(id = raw_id, "redis: skipping a stream entry this node cannot read");
             }
+            Some(Entry { raw_id, event })
         })
         .collect()
+}
+
+fn read_event(raw_id: &str, fields: &[Value]) -> Option<(u64, Event)> {
+    let id = stream_number(raw_id)?;
+    let json = fields.chunks(2).find(|kv| kv.first().and_then(text).as_deref() == Some("e"))?.get(1)?;
+    Some((id, serde_json::from_str(&text(json)?).ok()?))
 }
 
 struct Writer {
@@ -223,12 +233,21 @@ impl Writer {
         self.tell(Tell::Refused { conn, code, message: message.into() });
     }
 
+    /// A room-event script answered nil: the sender no longer holds its nick (its node lost
+    /// it; the leave is on its way to the loop).
+    fn refuse_if_not_member(&self, conn: u64, added: Option<String>) {
+        if added.is_none() {
+            self.refuse(conn, "not_joined", "you are no longer in the room");
+        }
+    }
+
     /// Heartbeat, the epoch check, leaves left over from an outage, and reaping lost nodes.
     fn beat(&mut self) {
         let ttl = self.options.node_ttl.as_millis().to_string();
         let proposal = format!("{}-{}", self.node, unix_millis());
         let Some(conn) = self.redis.get(IO_TIMEOUT) else { return self.set_available(false) };
         let epoch = scripts::heartbeat().arg(&self.node).arg(&ttl).arg(&proposal).invoke::<String>(conn);
+        self.redis.reconnected = false;
         let epoch = match epoch {
             Ok(epoch) => epoch,
             Err(e) => {
@@ -239,7 +258,10 @@ impl Writer {
         self.set_available(true);
         if self.epoch.as_ref().is_some_and(|known| *known != epoch) {
             tracing::warn!("redis: the data was lost (new epoch); registering this node's members again");
-            self.register_again();
+            if !self.register_again() {
+                // The epoch stays the old one: the next beat tries again.
+                return;
+            }
         }
         self.epoch = Some(epoch);
         for op in std::mem::take(&mut self.pending_leaves) {
@@ -253,10 +275,12 @@ impl Writer {
         }
     }
 
-    fn register_again(&mut self) {
+    /// Registers every member of this node again; false if Redis failed before all were.
+    /// Safe to repeat: a record Redis already has is left as it is.
+    fn register_again(&mut self) -> bool {
         let members: Vec<Record> = self.registered.values().cloned().collect();
         for record in members {
-            let Some(conn) = self.redis.get(IO_TIMEOUT) else { return };
+            let Some(conn) = self.redis.get(IO_TIMEOUT) else { return false };
             let event = Event::Join {
                 node: record.node.clone(),
                 conn: record.conn,
@@ -269,6 +293,7 @@ impl Writer {
                 .arg(record.nick.to_lowercase())
                 .arg(json(&record))
                 .arg(json(&event))
+                .arg("again")
                 .invoke::<Option<String>>(conn);
             match taken {
                 Ok(Some(_)) => {}
@@ -276,13 +301,24 @@ impl Writer {
                     self.registered.remove(&record.conn);
                     self.tell(Tell::Lost { conn: record.conn });
                 }
-                Err(e) => return self.redis.failed(&e),
+                Err(e) => {
+                    self.redis.failed(&e);
+                    return false;
+                }
             }
         }
+        true
     }
 
     fn run_op(&mut self, op: Op) {
+        if self.redis.get(IO_TIMEOUT).is_some() && self.redis.reconnected {
+            // A new connection after a failure: first the epoch check (registering this node's
+            // members again if Redis lost them) and the leaves that waited, so that this
+            // request sees the room as it is.
+            self.beat();
+        }
         let stream_len = self.options.stream_len;
+        let node = self.node.clone();
         let Some(conn) = self.redis.get(IO_TIMEOUT) else {
             self.set_available(false);
             return match op {
@@ -309,6 +345,7 @@ impl Writer {
                     .arg(nick.to_lowercase())
                     .arg(json(&record))
                     .arg(json(&event))
+                    .arg("first")
                     .invoke::<Option<String>>(conn)
                     .map(|added| match added {
                         Some(_) => {
@@ -330,36 +367,52 @@ impl Writer {
                     .invoke::<Option<String>>(conn)
                     .map(drop)
             }
-            Op::Say { from, text, .. } => {
+            Op::Say { conn: id, from, text } => {
                 let event = Event::Message { from: from.clone(), text: text.clone(), ts: unix_millis() };
-                scripts::event().arg(stream_len).arg(json(&event)).arg("say").invoke::<String>(conn).map(drop)
+                scripts::event()
+                    .arg(stream_len)
+                    .arg(sender(&node, *id, from))
+                    .arg(json(&event))
+                    .arg("say")
+                    .invoke::<Option<String>>(conn)
+                    .map(|added| self.refuse_if_not_member(*id, added))
             }
             Op::Whisper { conn: id, from, to, text } => scripts::whisper()
                 .arg(stream_len)
+                .arg(sender(&node, *id, from))
                 .arg(to.trim().to_lowercase())
                 .arg(from)
                 .arg(text)
                 .arg(unix_millis())
                 .invoke::<Option<String>>(conn)
                 .map(|added| {
-                    if added.is_none() {
+                    if added.as_deref() == Some("nobody") {
                         self.refuse(*id, "no_such_user", format!("nobody is called {to:?}"));
+                    } else {
+                        self.refuse_if_not_member(*id, added);
                     }
                 }),
             Op::Draw { conn: id, stroke } => {
-                let event = Event::Draw { node: self.node.clone(), conn: *id, stroke: stroke.clone() };
+                let event = Event::Draw { node: node.clone(), conn: *id, stroke: stroke.clone() };
                 scripts::event()
                     .arg(stream_len)
+                    .arg(sender(&node, *id, &stroke.from))
                     .arg(json(&event))
                     .arg("draw")
                     .arg(json(stroke))
                     .arg(self.board_limit.max(1))
-                    .invoke::<String>(conn)
-                    .map(drop)
+                    .invoke::<Option<String>>(conn)
+                    .map(|added| self.refuse_if_not_member(*id, added))
             }
-            Op::Clear { from, .. } => {
+            Op::Clear { conn: id, from } => {
                 let event = Event::Clear { from: from.clone() };
-                scripts::event().arg(stream_len).arg(json(&event)).arg("clear").invoke::<String>(conn).map(drop)
+                scripts::event()
+                    .arg(stream_len)
+                    .arg(sender(&node, *id, from))
+                    .arg(json(&event))
+                    .arg("clear")
+                    .invoke::<Option<String>>(conn)
+                    .map(|added| self.refuse_if_not_member(*id, added))
             }
         };
         if let Err(e) = result {
@@ -380,6 +433,12 @@ impl Writer {
     }
 }
 
+/// The room-event scripts' first two arguments: the sender's lower-cased nick and the record
+/// it must still hold.
+fn sender(node: &str, conn: u64, nick: &str) -> Vec<String> {
+    vec![nick.to_lowercase(), json(&Record { node: node.into(), conn, nick: nick.into() })]
+}
+
 fn json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_default()
 }
@@ -395,8 +454,9 @@ impl Reader {
     fn run(mut self) {
         let block = self.options.interval();
         let read_timeout = block + IO_TIMEOUT;
-        // The last id delivered; `None` until the first snapshot.
-        let mut last: Option<u64> = None;
+        // The stream id to read after (every entry advances it, readable or not); `None`
+        // until the first snapshot.
+        let mut last: Option<String> = None;
         let mut epoch: Option<String> = None;
         let mut settle_at: Option<Instant> = None;
         loop {
@@ -425,7 +485,7 @@ impl Reader {
                 let now_epoch = text(now_epoch);
                 let tell = match (&last, &epoch) {
                     (None, _) => {
-                        last = text(at).and_then(|at| at.parse().ok());
+                        last = Some(format!("{}-0", text(at).and_then(|at| at.parse::<u64>().ok()).unwrap_or(0)));
                         let members = items(members)
                             .iter()
                             .filter_map(|m| serde_json::from_str::<Record>(&text(m)?).ok())
@@ -438,7 +498,7 @@ impl Reader {
                     }
                     (Some(_), known) if *known != now_epoch => {
                         tracing::warn!("redis: the stream was lost; going on with the new one");
-                        last = Some(0);
+                        last = Some("0-0".into());
                         settle_at = Some(Instant::now() + self.options.node_ttl * 2);
                         Some(Tell::Epoch)
                     }
@@ -452,7 +512,7 @@ impl Reader {
                 }
                 continue;
             }
-            let from = last.unwrap_or(0);
+            let from = last.clone().unwrap_or_else(|| "0-0".into());
             let reply = redis::cmd("XREAD")
                 .arg("COUNT")
                 .arg(READ_BATCH)
@@ -460,7 +520,7 @@ impl Reader {
                 .arg(block.as_millis() as u64)
                 .arg("STREAMS")
                 .arg("chat:events")
-                .arg(format!("{from}-0"))
+                .arg(&from)
                 .query::<Value>(conn);
             let reply = match reply {
                 Ok(reply) => reply,
@@ -472,10 +532,14 @@ impl Reader {
             let Some(stream) = items(&reply).first() else { continue };
             let Some(found) = items(stream).get(1) else { continue };
             let mut batch = Vec::new();
-            for (id, event) in entries(found) {
+            for Entry { raw_id, event } in entries(found) {
+                let Some((id, event)) = event else {
+                    last = Some(raw_id);
+                    continue;
+                };
                 let missed = match &event {
                     Event::Join { node, resume: Some(after), .. } if *node == self.node => {
-                        match missed_messages(conn, *after, id) {
+                        match missed_messages(conn, *after, id, self.options.stream_len) {
                             Ok(missed) => missed,
                             Err(e) => {
                                 self.redis.failed(&e);
@@ -485,7 +549,7 @@ impl Reader {
                     }
                     _ => Vec::new(),
                 };
-                last = Some(id);
+                last = Some(raw_id);
                 batch.push(Delivered { id, event, missed });
             }
             if !batch.is_empty() && self.handle.command(Command(Tell::Events(batch))).is_err() {
@@ -495,18 +559,27 @@ impl Reader {
     }
 }
 
-/// The messages strictly between `after` and `until` that the stream still has.
-fn missed_messages(conn: &mut Connection, after: u64, until: u64) -> redis::RedisResult<Vec<Missed>> {
+/// The messages strictly between `after` and `until` that the stream still has, at most the
+/// newest `limit` entries' worth (the stream's own length, `MAXLEN ~` being approximate): a
+/// `resume` from long ago costs no more than the stream holds.
+fn missed_messages(conn: &mut Connection, after: u64, until: u64, limit: usize) -> redis::RedisResult<Vec<Missed>> {
     if until <= after.saturating_add(1) {
         return Ok(Vec::new());
     }
-    let found: Value =
-        redis::cmd("XRANGE").arg("chat:events").arg(format!("({after}-0")).arg(format!("({until}-0")).query(conn)?;
-    Ok(entries(&found)
+    let found: Value = redis::cmd("XREVRANGE")
+        .arg("chat:events")
+        .arg(format!("({until}-0"))
+        .arg(format!("({after}-0"))
+        .arg("COUNT")
+        .arg(limit.max(1))
+        .query(conn)?;
+    let mut missed: Vec<Missed> = entries(&found)
         .into_iter()
-        .filter_map(|(id, event)| match event {
-            Event::Message { from, text, ts } => Some((id, from, text, ts)),
+        .filter_map(|entry| match entry.event? {
+            (id, Event::Message { from, text, ts }) => Some((id, from, text, ts)),
             _ => None,
         })
-        .collect())
+        .collect();
+    missed.reverse();
+    Ok(missed)
 }

@@ -2,7 +2,7 @@
 //! delivering the stream in order, and this node's connections. Requests go to the writer
 //! (`Link`); nothing a client sees happens before its event comes back from the stream.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 
 use wsproto::{CloseCode, PreparedFrame};
 use wsproto_adapters::mio::{ConnId, Context};
@@ -40,8 +40,8 @@ pub(crate) struct ClusterRoom {
     ready: bool,
     /// The writer reaches Redis.
     available: bool,
-    /// After Redis lost its data: members of other nodes not yet registered again.
-    unconfirmed: HashSet<String>,
+    /// After Redis lost its data: members (by lower-cased nick) not yet registered again.
+    unconfirmed: HashMap<String, Record>,
 }
 
 impl ClusterRoom {
@@ -56,7 +56,7 @@ impl ClusterRoom {
             next_number: 1,
             ready: false,
             available: false,
-            unconfirmed: HashSet::new(),
+            unconfirmed: HashMap::new(),
         }
     }
 
@@ -176,17 +176,22 @@ impl ClusterRoom {
                 }
             }
             Tell::Epoch => {
-                let node = &self.link.node;
-                self.unconfirmed =
-                    self.members.iter().filter(|(_, m)| m.node != *node).map(|(lower, _)| lower.clone()).collect();
+                // Every node registers its members again (this one too, through its writer);
+                // who is not back once things settle has left.
+                self.unconfirmed = self.members.clone();
                 self.board.clear();
                 self.to_members(ctx, &ServerMessage::Clear { from: "" }.frame(), None);
             }
             Tell::EpochSettled => {
-                for lower in std::mem::take(&mut self.unconfirmed) {
-                    if let Some(member) = self.members.remove(&lower) {
-                        let frame = ServerMessage::Left { nick: &member.nick, reason: "node lost" }.frame();
-                        self.to_members(ctx, &frame, None);
+                for (lower, record) in std::mem::take(&mut self.unconfirmed) {
+                    if self.members.get(&lower) == Some(&record) {
+                        self.members.remove(&lower);
+                        self.member_lost(ctx, &record);
+                        self.to_members(
+                            ctx,
+                            &ServerMessage::Left { nick: &record.nick, reason: "node lost" }.frame(),
+                            None,
+                        );
                     }
                 }
             }
@@ -206,13 +211,45 @@ impl ClusterRoom {
         }
     }
 
+    /// The cluster let one of this node's members go while the connection lives (the node
+    /// missed its heartbeats, or Redis lost its data and the member was not registered again
+    /// in time): the client must join again. The writer forgets the member too (its leave
+    /// writes nothing: the record is gone), so that it is never registered again.
+    fn member_lost<S>(&mut self, ctx: &mut Context<S>, record: &Record) {
+        if record.node != self.link.node {
+            return;
+        }
+        let Some(local) = self.local.get_mut(&record.conn) else { return };
+        if local.stage == Stage::Joined(record.nick.clone()) {
+            local.stage = Stage::Connected;
+            let _ = ctx.close(local.id, CloseCode::GOING_AWAY, "this node lost the room; reconnect");
+            self.link.send(Op::Leave { conn: record.conn, nick: record.nick.clone(), reason: "node lost".into() });
+        }
+    }
+
     fn deliver<S>(&mut self, ctx: &mut Context<S>, Delivered { id: event_id, event, missed }: Delivered) {
         let me = self.link.node.clone();
         match event {
             Event::Join { node, conn, nick, again, .. } => {
                 let lower = nick.to_lowercase();
-                let known = self.unconfirmed.remove(&lower) || (again && self.members.contains_key(&lower));
-                self.members.insert(lower.clone(), Record { node: node.clone(), conn, nick: nick.clone() });
+                let record = Record { node: node.clone(), conn, nick: nick.clone() };
+                // Registered again after Redis lost its data, by the same member: nobody hears
+                // of it. Someone else took the nick meanwhile: its former holder has left.
+                let known = match self.unconfirmed.remove(&lower) {
+                    Some(former) if former == record => true,
+                    Some(former) => {
+                        self.members.remove(&lower);
+                        self.member_lost(ctx, &former);
+                        self.to_members(
+                            ctx,
+                            &ServerMessage::Left { nick: &former.nick, reason: "node lost" }.frame(),
+                            None,
+                        );
+                        false
+                    }
+                    None => again && self.members.get(&lower) == Some(&record),
+                };
+                self.members.insert(lower.clone(), record);
                 let mut joiner = None;
                 if node == me {
                     match self.local.get_mut(&conn) {
@@ -250,16 +287,11 @@ impl ClusterRoom {
                 if self.members.get(&lower).is_some_and(|m| m.node == node && m.conn == conn) {
                     self.members.remove(&lower);
                 }
-                self.unconfirmed.remove(&lower);
+                if self.unconfirmed.get(&lower).is_some_and(|m| m.node == node && m.conn == conn) {
+                    self.unconfirmed.remove(&lower);
+                }
                 if node == me {
-                    if let Some(local) = self.local.get_mut(&conn) {
-                        // Lost by the cluster while this node lives (it missed its heartbeats):
-                        // the client must join again.
-                        if local.stage == Stage::Joined(nick.clone()) {
-                            local.stage = Stage::Connected;
-                            let _ = ctx.close(local.id, CloseCode::GOING_AWAY, "this node lost the room; reconnect");
-                        }
-                    }
+                    self.member_lost(ctx, &Record { node, conn, nick: nick.clone() });
                 }
                 self.to_members(ctx, &ServerMessage::Left { nick: &nick, reason: &reason }.frame(), None);
             }

@@ -29,12 +29,18 @@ fn with_add(body: &str) -> Script {
     Script::new(&format!("{ADD}{body}"))
 }
 
-/// A join: ARGV[2] the lower-cased nick, ARGV[3] the member record, ARGV[4] the event.
-/// Answers the event id, or nil if the nick is taken.
+/// A join: ARGV[2] the lower-cased nick, ARGV[3] the member record, ARGV[4] the event, ARGV[5]
+/// `again` when a node registers its member again after Redis lost its data. Answers the event
+/// id; `held` if it registers again a record Redis already has (an earlier try that got no
+/// answer did it: no second event); nil if someone else holds the nick.
 pub(crate) fn join() -> Script {
     with_add(
         r#"
-if redis.call('HEXISTS', 'chat:members', ARGV[2]) == 1 then return false end
+local held = redis.call('HGET', 'chat:members', ARGV[2])
+if held then
+  if ARGV[5] == 'again' and held == ARGV[3] then return 'held' end
+  return false
+end
 redis.call('HSET', 'chat:members', ARGV[2], ARGV[3])
 return add(ARGV[4])
 "#,
@@ -53,31 +59,38 @@ return add(ARGV[4])
     )
 }
 
-/// A room event: ARGV[2] the event, ARGV[3] `draw` (ARGV[4] the stroke, ARGV[5] the board
-/// limit), `clear` or anything else.
+/// A room event from a member: ARGV[2] the sender's lower-cased nick, ARGV[3] the record it must
+/// still have (a member its node lost must not speak under a nick that is free or someone
+/// else's), ARGV[4] the event, ARGV[5] `draw` (ARGV[6] the stroke, ARGV[7] the board limit),
+/// `clear` or anything else. Answers the event id, or nil if the sender is not a member.
 pub(crate) fn event() -> Script {
     with_add(
         r#"
-if ARGV[3] == 'draw' then
-  redis.call('RPUSH', 'chat:board', ARGV[4])
-  redis.call('LTRIM', 'chat:board', -tonumber(ARGV[5]), -1)
-elseif ARGV[3] == 'clear' then
+if redis.call('HGET', 'chat:members', ARGV[2]) ~= ARGV[3] then return false end
+if ARGV[5] == 'draw' then
+  redis.call('RPUSH', 'chat:board', ARGV[6])
+  redis.call('LTRIM', 'chat:board', -tonumber(ARGV[7]), -1)
+elseif ARGV[5] == 'clear' then
   redis.call('DEL', 'chat:board')
 end
-return add(ARGV[2])
+return add(ARGV[4])
 "#,
     )
 }
 
-/// A whisper: ARGV[2] the lower-cased target, ARGV[3] the sender, ARGV[4] the text, ARGV[5]
-/// the time. Nil if no node has the target.
+/// A whisper: ARGV[2] the sender's lower-cased nick, ARGV[3] its record (as for [`event`]),
+/// ARGV[4] the lower-cased target, ARGV[5] the sender's nick, ARGV[6] the text, ARGV[7] the
+/// time. Answers the event id, `nobody` if no node has the target, nil if the sender is not a
+/// member.
 pub(crate) fn whisper() -> Script {
     with_add(
         r#"
-local rec = redis.call('HGET', 'chat:members', ARGV[2])
-if not rec then return false end
-local r = cjson.decode(rec)
-return add(cjson.encode({k = 'whisper', from = ARGV[3], to = r.nick, text = ARGV[4], ts = tonumber(ARGV[5])}))
+if redis.call('HGET', 'chat:members', ARGV[2]) ~= ARGV[3] then return false end
+local rec = redis.call('HGET', 'chat:members', ARGV[4])
+if not rec then return 'nobody' end
+local ok, r = pcall(cjson.decode, rec)
+if not ok or type(r) ~= 'table' or type(r.nick) ~= 'string' then return 'nobody' end
+return add(cjson.encode({k = 'whisper', from = ARGV[5], to = r.nick, text = ARGV[6], ts = tonumber(ARGV[7])}))
 "#,
     )
 }
@@ -107,8 +120,10 @@ for _, node in ipairs(redis.call('SMEMBERS', 'chat:nodes')) do
     redis.call('SREM', 'chat:nodes', node)
     local all = redis.call('HGETALL', 'chat:members')
     for i = 1, #all, 2 do
-      local r = cjson.decode(all[i + 1])
-      if r.node == node then
+      -- A record this script cannot read is left alone (a Lua error would stop the script
+      -- half-way, with what it wrote so far kept).
+      local ok, r = pcall(cjson.decode, all[i + 1])
+      if ok and type(r) == 'table' and r.node == node then
         redis.call('HDEL', 'chat:members', all[i])
         add(cjson.encode({k = 'leave', node = r.node, conn = r.conn, nick = r.nick, reason = 'node lost'}))
         n = n + 1
