@@ -4,16 +4,20 @@
 // Starts target/release/chat on a free port (CHAT_BIN overrides the path),
 // drives four real pages through playwright-core with the system Chromium
 // (CHROMIUM overrides /usr/bin/chromium), and writes screenshots/chat.png and
-// screenshots/chat-phone.png beside it. Prints `e2e: N passed, M failed` last and exits 0 only
-// when nothing failed. Never waits with fixed sleeps: every wait is an
-// auto-waiting locator or waitForFunction with a timeout, and the whole run is
-// bounded by E2E_TIMEOUT_MS (default 90 s).
+// screenshots/chat-phone.png beside it. Then two phases of their own: a cluster
+// (its own redis-server, two nodes, a page on each, one node killed and started
+// again: the page rejoins and resumes) and the chat over TLS (https:// and wss://,
+// with a certificate made by openssl). Prints `e2e: N passed, M failed` last and
+// exits 0 only when nothing failed. Never waits for an outcome with a fixed sleep:
+// every wait is an auto-waiting locator or waitForFunction with a timeout, and
+// the whole run is bounded by E2E_TIMEOUT_MS (default 180 s).
 //
 // Run from anywhere: node examples/chat/e2e/e2e.mjs (scripts/e2e.sh installs
 // what it needs first).
 
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -23,7 +27,7 @@ const ROOT = path.resolve(HERE, '..', '..', '..');
 const CHAT_BIN = process.env.CHAT_BIN || path.join(ROOT, 'target', 'release', 'chat');
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const SCREENSHOTS = path.resolve(HERE, '..', 'screenshots');
-const TOTAL_TIMEOUT_MS = Number(process.env.E2E_TIMEOUT_MS) || 90_000;
+const TOTAL_TIMEOUT_MS = Number(process.env.E2E_TIMEOUT_MS) || 180_000;
 const WAIT_MS = 15_000; // any single wait
 const START_MS = 20_000; // server start-up and browser launch
 
@@ -48,7 +52,7 @@ const CHROMIUM_ARGS = [
 
 let passed = 0;
 const failures = [];
-let server = null;
+const children = []; // every chat node and redis-server started, killed at the end
 let serverLog = [];
 let browser = null;
 let finished = false;
@@ -90,17 +94,19 @@ function assert(cond, message) {
 
 // ------------------------------------------------------------------ server
 
-function startServer() {
+/** Starts a chat node with these flags (and `--addr`, default a free port); resolves to the
+ * address it prints and its process, as { addr, child }. */
+function startServer(flags = [], addr = '127.0.0.1:0') {
   return new Promise((resolve, reject) => {
     if (!fs.existsSync(CHAT_BIN)) {
       reject(new Error(`${CHAT_BIN} does not exist (cargo build --release --bin chat, or set CHAT_BIN)`));
       return;
     }
-    const child = spawn(CHAT_BIN, ['--addr', '127.0.0.1:0'], {
+    const child = spawn(CHAT_BIN, ['--addr', addr, ...flags], {
       stdio: ['ignore', 'ignore', 'pipe'],
       env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'warn' },
     });
-    server = child;
+    children.push(child);
     let buffer = '';
     let done = false;
     const timer = setTimeout(() => {
@@ -117,11 +123,11 @@ function startServer() {
       for (const line of lines) {
         serverLog.push(line);
         if (serverLog.length > 50) serverLog = serverLog.slice(-50);
-        const m = /chat: open http:\/\/(\S+) in a browser/.exec(line);
+        const m = /chat: open https?:\/\/(\S+) in a browser/.exec(line);
         if (m && !done) {
           done = true;
           clearTimeout(timer);
-          resolve(m[1]);
+          resolve({ addr: m[1], child });
         }
       }
     });
@@ -143,19 +149,82 @@ function startServer() {
   });
 }
 
-async function stopServer() {
-  const child = server;
-  if (!child || child.exitCode !== null || child.signalCode !== null) return;
+const running = (child) => child.exitCode === null && child.signalCode === null;
+
+async function stopChild(child, signal = 'SIGTERM') {
+  if (!running(child)) return;
   const exited = new Promise((resolve) => child.once('exit', resolve));
-  child.kill('SIGTERM');
+  child.kill(signal);
   const timer = setTimeout(() => child.kill('SIGKILL'), 3000);
   await exited;
   clearTimeout(timer);
 }
 
+async function stopServers() {
+  await Promise.all(children.map((child) => stopChild(child)));
+}
+
+/** A port nothing listens on now. */
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const probe = net.createServer();
+    probe.once('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const { port } = probe.address();
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
+/** A redis-server of the test's own on a free loopback port, nothing kept on disk; resolves
+ * to its URL once it answers PING. */
+async function startRedis() {
+  const port = await freePort();
+  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', TMP], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  children.push(child);
+  await new Promise((resolve, reject) => {
+    child.once('error', (err) => reject(new Error(`redis-server: ${err.message} (apt-get install redis-server)`)));
+    const deadline = Date.now() + START_MS;
+    const ping = () => {
+      const socket = net.connect(port, '127.0.0.1');
+      socket.once('connect', () => socket.write('PING\r\n'));
+      socket.once('data', (data) => {
+        socket.destroy();
+        if (String(data).startsWith('+PONG')) resolve();
+        else retry();
+      });
+      socket.once('error', () => retry());
+    };
+    const retry = () => {
+      if (!running(child)) reject(new Error('redis-server exited'));
+      else if (Date.now() > deadline) reject(new Error('redis-server never answered PING'));
+      else setTimeout(ping, 50);
+    };
+    ping();
+  });
+  return `redis://127.0.0.1:${port}/0`;
+}
+
+/** A throw-away certificate for 127.0.0.1, made with openssl; resolves to its PEM paths. */
+function makeCertificate() {
+  const cert = path.join(TMP, 'cert.pem');
+  const key = path.join(TMP, 'key.pem');
+  const args = ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key,
+    '-out', cert, '-days', '2', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1'];
+  return new Promise((resolve, reject) => {
+    const child = spawn('openssl', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (d) => { err += d; });
+    child.once('error', reject);
+    child.once('exit', (code) => (code === 0 ? resolve({ cert, key }) : reject(new Error(`openssl: ${err.slice(-300)}`))));
+  });
+}
+
 // ----------------------------------------------------------------- browser
 
-async function openPage(nick, base, contextOptions = {}) {
+async function openPage(nick, base, contextOptions = {}, scheme = 'http') {
   const context = await browser.newContext({ viewport: { width: 1200, height: 800 }, ...contextOptions });
   context.setDefaultTimeout(WAIT_MS);
   const page = await context.newPage();
@@ -171,7 +240,9 @@ async function openPage(nick, base, contextOptions = {}) {
       info.cspViolations.push(msg.text().slice(0, 160));
     }
   });
-  const response = await page.goto(`http://${base}/`, { waitUntil: 'load' });
+  info.sockets = [];
+  page.on('websocket', (ws) => info.sockets.push(ws.url()));
+  const response = await page.goto(`${scheme}://${base}/`, { waitUntil: 'load' });
   assert(response && response.ok(), `GET / answered ${response && response.status()}`);
   return info;
 }
@@ -180,11 +251,30 @@ async function join(info) {
   const { page, nick } = info;
   await page.locator('#nick-input').fill(nick);
   await page.locator('#nick-input').press('Enter');
-  await page.waitForFunction(() => document.body.dataset.state === 'joined', null, { timeout: WAIT_MS });
+  await page.waitForFunction(
+    () => document.body.dataset.state === 'joined' || document.getElementById('nick-error').textContent,
+    null,
+    { timeout: WAIT_MS },
+  );
   const me = await page.locator('#me').textContent();
   assert(me === nick, `#me shows ${JSON.stringify(me)}`);
   const error = await page.locator('#nick-error').textContent();
   assert(!error, `#nick-error says ${JSON.stringify(error)}`);
+}
+
+/** `join` on a cluster node, again while the node answers `unavailable` (it has not reached
+ * Redis yet, just after it started). */
+async function joinWhenAvailable(info) {
+  const deadline = Date.now() + WAIT_MS;
+  for (;;) {
+    try {
+      return await join(info);
+    } catch (err) {
+      const error = await info.page.locator('#nick-error').textContent();
+      if (!/unavailable/.test(error) || Date.now() > deadline) throw err;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
 }
 
 async function waitForUsers(page, nicks) {
@@ -251,7 +341,7 @@ const REPLY = 'Welcome, dave! Scroll down for the board.';
 async function run() {
   let base = '';
   await must('chat server starts and prints its address', async () => {
-    base = await startServer();
+    ({ addr: base } = await startServer());
     assert(/^127\.0\.0\.1:\d+$/.test(base), `unexpected address ${base}`);
   });
 
@@ -415,6 +505,114 @@ async function run() {
       await dave.screenshot({ path: path.join(SCREENSHOTS, 'chat-phone.png'), animations: 'disabled', caret: 'hide' });
     });
   }
+
+  // Each phase stops at its own failed `must`; the next still runs.
+  for (const phase of [runCluster, runTls]) {
+    try {
+      await phase();
+    } catch (err) {
+      if (!(err instanceof Fatal)) throw err;
+    }
+  }
+}
+
+/** Two pages on two nodes of a cluster (one redis-server of the test's own): they see each
+ * other, talk and whisper across nodes; one node is killed (-9) and started again on its port,
+ * and its page comes back by itself, under its nick, with what it missed exactly once. */
+async function runCluster() {
+  const TTL_MS = 1500;
+  let redisUrl = '';
+  await must('cluster: redis-server starts', async () => {
+    redisUrl = await startRedis();
+  });
+  const flags = ['--redis', redisUrl, '--node-ttl-ms', String(TTL_MS)];
+  const nodes = [];
+  await must('cluster: two chat nodes start on it', async () => {
+    nodes.push(await startServer(flags), await startServer(flags));
+  });
+  const infos = [];
+  for (const [nick, node] of [['erin', nodes[0]], ['frank', nodes[1]]]) {
+    await must(`cluster: ${nick} opens node ${node.addr} and joins`, async () => {
+      const info = await openPage(nick, node.addr);
+      await joinWhenAvailable(info);
+      infos.push(info);
+    });
+  }
+  const [erin, frank] = infos.map((i) => i.page);
+  const chats = (page, text) =>
+    page.evaluate(
+      (text) => [...document.querySelectorAll('#messages .msg:not(.system) .text')].filter((t) => t.textContent === text).length,
+      text,
+    );
+
+  await check('cluster: each page lists the member of the other node', async () => {
+    await Promise.all([waitForUsers(erin, ['erin', 'frank']), waitForUsers(frank, ['erin', 'frank'])]);
+  });
+  await check('cluster: a message and a whisper cross nodes', async () => {
+    await say(erin, 'hello from node one');
+    await Promise.all([waitForChat(frank, 'erin', 'hello from node one'), waitForChat(erin, 'erin', 'hello from node one')]);
+    await frank.locator('#users li[data-nick="erin"] button.user').click();
+    await say(frank, 'psst, node two here');
+    await waitForChat(erin, 'frank', 'psst, node two here', { whisper: true });
+    await frank.locator('#whisper-clear').click();
+  });
+
+  const missed = ['said while erin was away, one', 'said while erin was away, two'];
+  await check('cluster: erin’s node is killed; frank sees her leave (node lost) and talks on', async () => {
+    await stopChild(nodes[0].child, 'SIGKILL');
+    await erin.waitForFunction(() => document.body.dataset.state !== 'joined', null, { timeout: WAIT_MS });
+    await frank.waitForFunction(
+      () => ![...document.querySelectorAll('#users li[data-nick]')].some((li) => li.dataset.nick === 'erin'),
+      null,
+      { timeout: WAIT_MS },
+    );
+    for (const text of missed) {
+      await say(frank, text);
+      await waitForChat(frank, 'frank', text);
+    }
+  });
+
+  await check('cluster: the node starts again on its port; erin’s page rejoins by itself and gets what she missed, once', async () => {
+    nodes[0] = await startServer(flags, nodes[0].addr);
+    await erin.waitForFunction(() => document.body.dataset.state === 'joined', null, { timeout: WAIT_MS * 2 });
+    assert((await erin.locator('#me').textContent()) === 'erin', 'erin came back under another nick');
+    for (const text of missed) await waitForChat(erin, 'frank', text);
+    for (const text of [...missed, 'hello from node one']) {
+      const n = await chats(erin, text);
+      assert(n === 1, `erin shows ${JSON.stringify(text)} ${n} times`);
+    }
+    await say(erin, 'back again');
+    await waitForChat(frank, 'erin', 'back again');
+    await waitForUsers(frank, ['erin', 'frank']);
+  });
+}
+
+/** The chat served over TLS: the page loads over https:// and talks over wss:// (a throw-away
+ * certificate, accepted by the browser context: headless Chromium refuses a test CA here). */
+async function runTls() {
+  let node = null;
+  await must('tls: chat starts with --tls-cert and --tls-key', async () => {
+    const { cert, key } = await makeCertificate();
+    node = await startServer(['--tls-cert', cert, '--tls-key', key]);
+  });
+  const infos = [];
+  for (const nick of ['gwen', 'hal']) {
+    await must(`tls: ${nick} opens https://${node.addr}/ and joins`, async () => {
+      const info = await openPage(nick, node.addr, { ignoreHTTPSErrors: true }, 'https');
+      await join(info);
+      infos.push(info);
+    });
+  }
+  const [gwen, hal] = infos.map((i) => i.page);
+  await check('tls: the page connected with wss://', async () => {
+    for (const info of infos) {
+      assert(info.sockets.length > 0 && info.sockets.every((u) => u.startsWith('wss://')), `sockets: ${info.sockets}`);
+    }
+  });
+  await check('tls: a message goes from one page to the other', async () => {
+    await say(gwen, 'over TLS');
+    await waitForChat(hal, 'gwen', 'over TLS');
+  });
 }
 
 // ------------------------------------------------------------------- main
@@ -425,7 +623,7 @@ async function cleanup() {
     const closing = browser.close().catch(() => {});
     await Promise.race([closing, new Promise((r) => setTimeout(r, 5000).unref())]);
   }
-  await stopServer().catch(() => {});
+  await stopServers().catch(() => {});
   try {
     fs.rmSync(TMP, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 });
   } catch (err) {
@@ -448,7 +646,7 @@ function report() {
 
 // Last resort if anything leaves the process early: never leave the server behind.
 process.on('exit', () => {
-  if (server && server.exitCode === null && server.signalCode === null) server.kill('SIGKILL');
+  for (const child of children) if (running(child)) child.kill('SIGKILL');
   try {
     fs.rmSync(TMP, { recursive: true, force: true });
   } catch {
