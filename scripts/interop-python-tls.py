@@ -2,8 +2,9 @@
 """Interop over TLS with Python's `websockets` and `ssl` (implementations nobody here wrote):
 
 1. the `websockets` client, with an ssl context that trusts only a CA made for this run,
-   against our echo server over wss:// (mio adapter), permessage-deflate on and off;
-2. our `ws-client` over wss:// against a `websockets` echo server with that CA's certificate.
+   against our echo server over wss:// (mio and tokio adapters), permessage-deflate on and off;
+2. our `ws-client` over wss:// (blocking and tokio adapters) against a `websockets` echo server
+   with that CA's certificate.
 
 The CA and the certificate for localhost / 127.0.0.1 are made here with `cryptography` each
 run (no key is checked in).
@@ -84,9 +85,9 @@ def make_pki(directory):
     return paths
 
 
-def websockets_client_against_our_server(pki):
+def websockets_client_against_our_server(pki, adapter):
     port = free_port()
-    server = subprocess.Popen([os.path.join(BIN, "echo-server"), "--addr", f"127.0.0.1:{port}",
+    server = subprocess.Popen([os.path.join(BIN, "echo-server"), "--addr", f"127.0.0.1:{port}", "--adapter", adapter,
                                "--tls-cert", pki["cert"], "--tls-key", pki["key"]], stderr=subprocess.DEVNULL)
     try:
         wait_for_port(port)
@@ -95,36 +96,36 @@ def websockets_client_against_our_server(pki):
         for host in ["localhost", "127.0.0.1"]:
             for compression in ["deflate", None]:
                 with connect(f"wss://{host}:{port}/", ssl=context, compression=compression, max_size=2**24) as ws:
-                    check(f"ALPN http/1.1 ({host})", ws.socket.selected_alpn_protocol() == "http/1.1",
+                    check(f"{adapter}: ALPN http/1.1 ({host})", ws.socket.selected_alpn_protocol() == "http/1.1",
                           ws.socket.selected_alpn_protocol())
-                    check(f"TLS 1.3 ({host})", ws.socket.version() == "TLSv1.3", ws.socket.version())
+                    check(f"{adapter}: TLS 1.3 ({host})", ws.socket.version() == "TLSv1.3", ws.socket.version())
                     agreed = ws.response.headers.get("Sec-WebSocket-Extensions", "")
-                    check(f"client compression={compression} negotiated over TLS",
+                    check(f"{adapter}: client compression={compression} negotiated over TLS",
                           ("permessage-deflate" in agreed) == (compression is not None), agreed)
                     for message in ["hello", "κόσμε " * 1000, b"\x00\x01\x02" * 5000, "x" * (1 << 20), ""]:
                         ws.send(message)
-                        check(f"wss echo {type(message).__name__} of {len(message)} ({host}, {compression})",
+                        check(f"{adapter}: wss echo {type(message).__name__} of {len(message)} ({host}, {compression})",
                               ws.recv(timeout=10) == message)
                     burst = [f"small {i}" for i in range(100)]
                     for message in burst:
                         ws.send(message)
-                    check(f"wss burst of 100 ({host}, {compression})",
+                    check(f"{adapter}: wss burst of 100 ({host}, {compression})",
                           [ws.recv(timeout=10) for _ in burst] == burst)
                     ws.ping(b"are you there")
         # A client that does not trust the test CA refuses the server's certificate.
         try:
             with connect(f"wss://localhost:{port}/", ssl=ssl.create_default_context(), open_timeout=5):
-                check("an untrusted certificate is refused", False)
+                check(f"{adapter}: an untrusted certificate is refused", False)
         except ssl.SSLCertVerificationError:
-            check("an untrusted certificate is refused", True)
+            check(f"{adapter}: an untrusted certificate is refused", True)
         # TLS 1.2 works too (rustls offers both).
         context12 = ssl.create_default_context(cafile=pki["ca"])
         context12.maximum_version = ssl.TLSVersion.TLSv1_2
         with connect(f"wss://localhost:{port}/", ssl=context12) as ws:
             ws.send("over TLS 1.2")
-            check("TLS 1.2 echo", ws.recv(timeout=10) == "over TLS 1.2" and ws.socket.version() == "TLSv1.2",
+            check(f"{adapter}: TLS 1.2 echo", ws.recv(timeout=10) == "over TLS 1.2" and ws.socket.version() == "TLSv1.2",
                   ws.socket.version())
-        check("the server is still running", server.poll() is None)
+        check(f"{adapter}: the server is still running", server.poll() is None)
     finally:
         server.terminate()
         server.wait(timeout=10)
@@ -150,25 +151,27 @@ def our_client_against_websockets_server(pki):
             thread = threading.Thread(target=server.serve_forever, daemon=True)
             thread.start()
             big = "compress me " * 10000
-            for host in ["localhost", "127.0.0.1"]:
+            for host, adapter in [(h, a) for h in ["localhost", "127.0.0.1"] for a in [[], ["--tokio"]]]:
+                name = f"ws-client{' --tokio' if adapter else ''}"
                 args = [os.path.join(BIN, "ws-client"), f"wss://{host}:{port}/", "--ca", pki["ca"], "--deflate",
-                        "--headers", "--send", "hello", "--send", "κόσμε", "--send", big]
+                        "--headers", "--send", "hello", "--send", "κόσμε", "--send", big, *adapter]
                 result = subprocess.run(args, capture_output=True, text=True, timeout=30)
-                check(f"ws-client wss:// against websockets ({host}, compression={compression}) exits 0",
+                check(f"{name} wss:// against websockets ({host}, compression={compression}) exits 0",
                       result.returncode == 0, result.stderr)
                 lines = result.stdout.splitlines()
                 replies = [l for l in lines if not l.startswith("< ")]
-                check(f"ws-client wss:// replies ({host}, compression={compression})",
+                check(f"{name} wss:// replies ({host}, compression={compression})",
                       replies == ["hello", "κόσμε", big], repr([r[:40] for r in replies]))
                 agreed = " ".join(l for l in lines if l.lower().startswith("< sec-websocket-extensions"))
-                check(f"ws-client wss:// negotiated ({host}, compression={compression})",
+                check(f"{name} wss:// negotiated ({host}, compression={compression})",
                       ("permessage-deflate" in agreed) == (compression is not None), agreed)
             # Without --ca the Mozilla roots do not know the test CA: a clear error naming the host.
-            result = subprocess.run([os.path.join(BIN, "ws-client"), f"wss://localhost:{port}/", "--send", "x"],
-                                    capture_output=True, text=True, timeout=30)
-            check("ws-client refuses an untrusted certificate, naming the host",
-                  result.returncode != 0 and "localhost" in result.stderr and "certificate" in result.stderr,
-                  result.stderr)
+            for adapter in [[], ["--tokio"]]:
+                result = subprocess.run([os.path.join(BIN, "ws-client"), f"wss://localhost:{port}/", "--send", "x",
+                                         *adapter], capture_output=True, text=True, timeout=30)
+                check(f"ws-client{' --tokio' if adapter else ''} refuses an untrusted certificate, naming the host",
+                      result.returncode != 0 and "localhost" in result.stderr and "certificate" in result.stderr,
+                      result.stderr)
             server.shutdown()
     check("ws-client asked for ALPN http/1.1", seen_alpn and all(p == "http/1.1" for p in seen_alpn), seen_alpn)
 
@@ -176,7 +179,8 @@ def our_client_against_websockets_server(pki):
 def main():
     with tempfile.TemporaryDirectory() as directory:
         pki = make_pki(directory)
-        websockets_client_against_our_server(pki)
+        for adapter in ["mio", "tokio"]:
+            websockets_client_against_our_server(pki, adapter)
         our_client_against_websockets_server(pki)
     print(f"interop-tls: {plain.passed} passed, {plain.failed} failed")
     return 1 if plain.failed else 0

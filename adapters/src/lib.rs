@@ -12,7 +12,8 @@
 //! - [`mio`]: a mio event loop that runs a [`server::Handler`] for many connections on one
 //!   thread; with the `tls` feature it serves `wss://` (`mio::Server::with_tls`).
 //! - `tokio` (feature `tokio`): one connection over any tokio stream as a `Stream` and a
-//!   `Sink` of messages, cancel-safe, splittable into halves for two tasks.
+//!   `Sink` of messages, cancel-safe, splittable into halves for two tasks; with the
+//!   `tokio-tls` feature `connect` takes `wss://` and `accept_tls` serves it (tokio-rustls).
 //! - `tls` (feature `tls`): rustls set-ups with an explicitly chosen crypto provider.
 //!
 //! # tokio

@@ -16,7 +16,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, ResolvesServerCert};
@@ -146,6 +146,40 @@ pub fn client_config_trusting(ca_pem_file: impl AsRef<Path>) -> Result<Arc<Clien
         .with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
+}
+
+/// What a `wss://` client of any adapter uses: the caller's configuration (asking for ALPN
+/// `http/1.1`, the WebSocket handshake's protocol, unless it chose ALPN itself) or the default.
+pub(crate) fn client_config(config: Option<&Arc<ClientConfig>>) -> Arc<ClientConfig> {
+    match config {
+        Some(config) if config.alpn_protocols.is_empty() => Arc::new(with_http11((**config).clone())),
+        Some(config) => config.clone(),
+        None => default_client_config(),
+    }
+}
+
+/// The configuration `wss://` uses unless the caller gives one: the Mozilla roots of
+/// webpki-roots, the crate's crypto provider, ALPN `http/1.1`.
+fn default_client_config() -> Arc<ClientConfig> {
+    static CONFIG: OnceLock<Arc<ClientConfig>> = OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            let roots = RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+            let config = ClientConfig::builder_with_provider(provider())
+                .with_safe_default_protocol_versions()
+                .expect("the ring provider supports the default versions")
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            Arc::new(with_http11(config))
+        })
+        .clone()
+}
+
+fn with_http11(mut config: ClientConfig) -> ClientConfig {
+    if config.alpn_protocols.is_empty() {
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    }
+    config
 }
 
 /// Reads the certificate and key files of a [`ServerTls::reloadable`] again (cheap to clone,

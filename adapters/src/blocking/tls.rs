@@ -5,15 +5,15 @@
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::ops::{Deref, DerefMut};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::pki_types::ServerName;
-use rustls::{ClientConfig, ClientConnection, ConnectionCommon, RootCertStore, ServerConnection, SideData};
+use rustls::{ClientConfig, ClientConnection, ConnectionCommon, ServerConnection, SideData};
 use wsproto::{Accept, Config};
 
 use super::{Error, Transport, WebSocket};
-use crate::tls::{provider, ServerTls};
+use crate::tls::{client_config, ServerTls};
 
 /// A rustls session over a blocking `TcpStream`: `ClientConnection` for `wss://` clients,
 /// `ServerConnection` for servers.
@@ -173,30 +173,6 @@ pub fn tls_accept(
     TlsStream::handshake(stream, session, &peer, timeout)
 }
 
-/// The configuration `wss://` uses unless the caller gives one: the Mozilla roots of
-/// webpki-roots, the crate's crypto provider, ALPN `http/1.1`.
-fn default_client_config() -> Arc<ClientConfig> {
-    static CONFIG: OnceLock<Arc<ClientConfig>> = OnceLock::new();
-    CONFIG
-        .get_or_init(|| {
-            let roots = RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
-            let config = ClientConfig::builder_with_provider(provider())
-                .with_safe_default_protocol_versions()
-                .expect("the ring provider supports the default versions")
-                .with_root_certificates(roots)
-                .with_no_client_auth();
-            Arc::new(with_http11(config))
-        })
-        .clone()
-}
-
-fn with_http11(mut config: ClientConfig) -> ClientConfig {
-    if config.alpn_protocols.is_empty() {
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    }
-    config
-}
-
 /// Client: the TLS handshake with `host` over a connected socket (SNI for a host name, the
 /// certificate checked against `host`), with `config` or the default roots.
 pub(crate) fn tls_connect(
@@ -205,12 +181,7 @@ pub(crate) fn tls_connect(
     config: Option<&Arc<ClientConfig>>,
     timeout: Option<Duration>,
 ) -> Result<TlsStream<ClientConnection>, Error> {
-    let config = match config {
-        // The WebSocket handshake is HTTP/1.1: ask for it unless the caller chose ALPN itself.
-        Some(config) if config.alpn_protocols.is_empty() => Arc::new(with_http11((**config).clone())),
-        Some(config) => config.clone(),
-        None => default_client_config(),
-    };
+    let config = client_config(config);
     let name = ServerName::try_from(host.to_owned()).map_err(|_| Error::InvalidUrl("host is not a valid TLS name"))?;
     let session = ClientConnection::new(config, name).map_err(|error| Error::Tls { host: host.to_owned(), error })?;
     TlsStream::handshake(socket, session, host, timeout)

@@ -76,6 +76,16 @@
 //!
 //! [`split`](WebSocket::split) gives a [`Reader`] and a [`Writer`] for two tasks; see there.
 //!
+//! # TLS
+//!
+//! With the `tokio-tls` feature, [`connect`] takes `wss://` URLs (SNI, ALPN `http/1.1`, the
+//! Mozilla roots or [`ConnectOptions::tls`]) and [`accept_tls`] serves a [`ServerTls`] over an
+//! accepted `TcpStream`: tokio-rustls underneath, and the same WebSocket code over its stream
+//! as over any other. Without the feature, any TLS stream handed to [`client`] or
+//! [`accept_with`] works the same.
+//!
+//! [`ServerTls`]: crate::tls::ServerTls
+//!
 //! # HTTP servers
 //!
 //! A WebSocket served from an HTTP server's upgrade (hyper, axum) starts from the core's
@@ -103,10 +113,16 @@ use wsproto::{
 
 mod engine;
 mod split;
+mod stream;
+#[cfg(feature = "tokio-tls")]
+mod tls;
 
 use self::engine::Engine;
 pub use self::engine::READ_BUFFER_SIZE;
 pub use self::split::{Reader, ReuniteError, Writer};
+pub use self::stream::ClientStream;
+#[cfg(feature = "tokio-tls")]
+pub use self::tls::{accept_tls, tls_accept, ServerTlsStream};
 
 /// Why a call on a [`WebSocket`] failed.
 #[derive(Debug, thiserror::Error)]
@@ -145,10 +161,20 @@ pub enum Error {
     /// The URL is not a valid `ws://` URL; the text says what is wrong.
     #[error("invalid WebSocket URL: {0}")]
     InvalidUrl(&'static str),
-    /// A `wss://` URL: this crate has no TLS. Connect a TLS stream yourself and hand it to
-    /// [`client`].
-    #[error("wss:// needs TLS, which this crate does not provide; use tokio::client over a TLS stream")]
+    /// A `wss://` URL without the `tokio-tls` feature. Enable it, or connect a TLS stream
+    /// yourself and hand it to [`client`].
+    #[error("wss:// needs the tokio-tls feature of wsproto-adapters (or tokio::client over a TLS stream)")]
     TlsUnsupported,
+    /// The TLS handshake with `host` failed (a certificate that does not verify for it, a
+    /// peer that speaks no TLS, an alert).
+    #[cfg(feature = "tokio-tls")]
+    #[error("TLS with {host}: {error}")]
+    Tls {
+        /// The host name (client) or the peer's address (server).
+        host: String,
+        /// What rustls reported.
+        error: rustls::Error,
+    },
     /// [`ReceiveMode::Streaming`] is not supported by this adapter, which hands out whole
     /// messages.
     #[error("the tokio adapter receives whole messages; ReceiveMode::Streaming is not supported")]
@@ -196,6 +222,11 @@ pub struct ConnectOptions {
     pub origin: Option<String>,
     /// Extra header fields for the upgrade request (e.g. `Authorization`, `Cookie`).
     pub headers: Vec<(String, String)>,
+    /// `wss://` with this rustls configuration (its roots, client certificates; ALPN
+    /// `http/1.1` is asked for unless it sets ALPN itself). `None`: the Mozilla roots of
+    /// webpki-roots and the crate's crypto provider ([`crate::tls::provider`]).
+    #[cfg(feature = "tokio-tls")]
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// Server: completes the opening handshake on an accepted TCP connection, accepting every
@@ -273,24 +304,35 @@ where
     }
 }
 
-/// Client: opens a TCP connection to a `ws://` URL and completes the opening handshake.
-/// Answers the connection and the server's 101 response (its subprotocol, headers).
+/// Client: opens a TCP connection to a `ws://` or `wss://` URL and completes the opening
+/// handshake. Answers the connection and the server's 101 response (its subprotocol, headers).
 ///
-/// `wss://` is refused with [`Error::TlsUnsupported`] (hand a TLS stream to [`client`]); a
-/// non-101 answer is [`Error::Rejected`] with its status. Sets `TCP_NODELAY`.
-pub async fn connect(url: &str, options: ConnectOptions) -> Result<(WebSocket<TcpStream>, Response), Error> {
+/// `wss://` (feature `tokio-tls`; without it [`Error::TlsUnsupported`]) sends the host as
+/// SNI, asks for ALPN `http/1.1` and checks the certificate against the host, with
+/// [`ConnectOptions::tls`] or the default roots; a certificate that does not verify is
+/// [`Error::Tls`] naming the host. The config's handshake timeout bounds the TCP connect and
+/// the TLS handshake together; the opening handshake then has its own. A non-101 answer is
+/// [`Error::Rejected`] with its status. Sets `TCP_NODELAY`.
+pub async fn connect(url: &str, options: ConnectOptions) -> Result<(WebSocket<ClientStream>, Response), Error> {
     let url = WsUrl::parse(url).map_err(Error::InvalidUrl)?;
+    #[cfg(not(feature = "tokio-tls"))]
     if url.secure {
         return Err(Error::TlsUnsupported);
     }
+    let deadline = options.config.handshake_timeout.map(|limit| ::tokio::time::Instant::now() + limit);
     let connecting = TcpStream::connect((url.host.as_str(), url.port));
-    let stream = match options.config.handshake_timeout {
-        Some(timeout) => ::tokio::time::timeout(timeout, connecting)
+    let tcp = match deadline {
+        Some(deadline) => ::tokio::time::timeout_at(deadline, connecting)
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TCP connect timed out"))??,
         None => connecting.await?,
     };
-    stream.set_nodelay(true)?;
+    tcp.set_nodelay(true)?;
+    let stream = match url.secure {
+        #[cfg(feature = "tokio-tls")]
+        true => ClientStream::Tls(Box::new(tls::tls_connect(tcp, &url.host, options.tls.as_ref(), deadline).await?)),
+        _ => ClientStream::Plain(tcp),
+    };
     let request = OutgoingRequest {
         host: url.host_header(),
         target: url.target,

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use wsproto::{Config, DeflateConfig, Message};
 use wsproto_adapters::blocking::{accept, Incoming};
 use wsproto_adapters::mio::{ConnId, Context, Handler};
+use wsproto_adapters::tls::ServerTls;
 
 /// Limits large enough for Autobahn's biggest cases (16 MiB messages, 4 MiB in 64-byte
 /// fragments); the defaults suit a public server better. permessage-deflate (RFC 7692) is
@@ -67,10 +68,25 @@ pub fn blocking_echo(stream: TcpStream, config: Arc<Config>) {
 /// peer's close arrived) does not end the loop: reading on completes the close handshake and
 /// ends the transport.
 pub async fn tokio_echo(stream: tokio::net::TcpStream, config: Arc<Config>) {
-    let mut ws = match wsproto_adapters::tokio::accept(stream, config).await {
-        Ok(ws) => ws,
-        Err(e) => return tracing::debug!("handshake failed: {e}"),
-    };
+    match wsproto_adapters::tokio::accept(stream, config).await {
+        Ok(ws) => tokio_echo_messages(ws).await,
+        Err(e) => tracing::debug!("handshake failed: {e}"),
+    }
+}
+
+/// [`tokio_echo`] over TLS (`wss://`): the TLS handshake first, bounded by the config's
+/// handshake timeout.
+pub async fn tokio_echo_tls(stream: tokio::net::TcpStream, tls: ServerTls, config: Arc<Config>) {
+    match wsproto_adapters::tokio::accept_tls(stream, &tls, config).await {
+        Ok(ws) => tokio_echo_messages(ws).await,
+        Err(e) => tracing::debug!("handshake failed: {e}"),
+    }
+}
+
+async fn tokio_echo_messages<S>(mut ws: wsproto_adapters::tokio::WebSocket<S>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     while let Some(message) = ws.recv().await {
         match message {
             Ok(message) => match ws.feed(message).await {

@@ -3,14 +3,14 @@
 //! `echo-server --addr 127.0.0.1:9001 --adapter mio` serves every connection on one mio
 //! thread; `--adapter blocking` runs a thread per connection over the blocking adapter;
 //! `--adapter tokio` a task per connection on a multi-threaded tokio runtime.
-//! `--tls-cert cert.pem --tls-key key.pem` serves `wss://` (mio adapter).
+//! `--tls-cert cert.pem --tls-key key.pem` serves `wss://` (mio and tokio adapters).
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::{Parser, ValueEnum};
-use echo_server::{blocking_echo, echo_config, tokio_echo, Echo};
+use echo_server::{blocking_echo, echo_config, tokio_echo, tokio_echo_tls, Echo};
 use wsproto_adapters::mio::{Server, ServerOptions};
 use wsproto_adapters::tls::ServerTls;
 
@@ -33,7 +33,8 @@ struct Args {
     /// Which adapter serves the connections.
     #[arg(long, value_enum, default_value = "mio")]
     adapter: Adapter,
-    /// Serve wss:// with this certificate chain (PEM, leaf first; mio adapter); needs --tls-key.
+    /// Serve wss:// with this certificate chain (PEM, leaf first; mio and tokio adapters); needs
+    /// --tls-key.
     #[arg(long, value_name = "PATH", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
     /// The private key of --tls-cert (PEM).
@@ -63,8 +64,8 @@ fn main() -> std::io::Result<()> {
             eprintln!("echo-server (mio) listening on {scheme}://{}", server.local_addr()?);
             server.run(Echo)?;
         }
-        _ if tls.is_some() => {
-            eprintln!("echo-server: --tls-cert is served by --adapter mio only");
+        Adapter::Blocking if tls.is_some() => {
+            eprintln!("echo-server: --tls-cert is served by --adapter mio or tokio");
             std::process::exit(2);
         }
         Adapter::Blocking => {
@@ -84,21 +85,27 @@ fn main() -> std::io::Result<()> {
         }
         Adapter::Tokio => {
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-            runtime.block_on(serve_tokio(args.addr, config))?;
+            runtime.block_on(serve_tokio(args.addr, config, tls))?;
         }
     }
     Ok(())
 }
 
 /// `--adapter tokio`: a task per connection.
-async fn serve_tokio(addr: SocketAddr, config: Arc<wsproto::Config>) -> std::io::Result<()> {
+async fn serve_tokio(addr: SocketAddr, config: Arc<wsproto::Config>, tls: Option<ServerTls>) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    eprintln!("echo-server (tokio) listening on ws://{}", listener.local_addr()?);
+    let scheme = if tls.is_some() { "wss" } else { "ws" };
+    eprintln!("echo-server (tokio) listening on {scheme}://{}", listener.local_addr()?);
     loop {
         match listener.accept().await {
-            Ok((stream, _)) => {
-                tokio::spawn(tokio_echo(stream, config.clone()));
-            }
+            Ok((stream, _)) => match &tls {
+                Some(tls) => {
+                    tokio::spawn(tokio_echo_tls(stream, tls.clone(), config.clone()));
+                }
+                None => {
+                    tokio::spawn(tokio_echo(stream, config.clone()));
+                }
+            },
             Err(e) => tracing::warn!("accept failed: {e}"),
         }
     }

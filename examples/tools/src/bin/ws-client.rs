@@ -33,8 +33,8 @@ struct Args {
     #[arg(long)]
     headers: bool,
     /// Use the tokio adapter (a current-thread runtime) instead of the blocking one
-    /// (plain ws:// only for now: no --ca, no proxy).
-    #[arg(long, conflicts_with_all = ["ca", "proxy", "proxy_from_env"])]
+    /// (ws:// and wss://, with --ca; no proxy for now).
+    #[arg(long, conflicts_with_all = ["proxy", "proxy_from_env"])]
     tokio: bool,
     /// wss://: trust the CA certificates in this PEM file instead of the Mozilla roots.
     #[arg(long, value_name = "PATH")]
@@ -145,8 +145,15 @@ fn run_tokio(args: Args, config: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let tls = match args.ca.as_ref().map(wsproto_adapters::tls::client_config_trusting).transpose() {
+        Ok(tls) => tls,
+        Err(e) => {
+            eprintln!("ws-client: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let options =
-        ConnectOptions { config: Arc::new(config), subprotocols: args.protocols, ..ConnectOptions::default() };
+        ConnectOptions { config: Arc::new(config), subprotocols: args.protocols, tls, ..ConnectOptions::default() };
     let result: Result<(), String> = runtime.block_on(async {
         let (mut ws, response) = connect(&args.url, options).await.map_err(|e| e.to_string())?;
         if args.headers {
