@@ -4,9 +4,10 @@
 //! [`Handle::command`].
 
 use std::collections::hash_map::RandomState;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, Hasher};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -43,11 +44,16 @@ pub(crate) fn spawn(
     ops: Receiver<Op>,
     handle: Handle<Command>,
 ) {
+    let accepted = Accepted::default();
     let reader = Reader {
         redis: Redis::new(client.clone()),
         node: node.clone(),
         options: options.clone(),
         handle: handle.clone(),
+        recent: VecDeque::new(),
+        delivered: 0,
+        nodes: Vec::new(),
+        accepted: accepted.clone(),
     };
     let writer = Writer {
         redis: Redis::new(client),
@@ -59,6 +65,7 @@ pub(crate) fn spawn(
         pending_leaves: Vec::new(),
         epoch: None,
         available: None,
+        accepted,
     };
     let _ = thread::Builder::new().name("chat-redis-writer".into()).spawn(move || writer.run(ops));
     let _ = thread::Builder::new().name("chat-redis-reader".into()).spawn(move || reader.run());
@@ -179,6 +186,13 @@ fn read_event(raw_id: &str, fields: &[Value]) -> Option<(u64, Event)> {
     Some((id, serde_json::from_str(&text(json)?).ok()?))
 }
 
+/// Room events Redis accepted, (event id, connection), that this node has not read back yet,
+/// in id order: if Redis loses them, their senders are told rather than left waiting.
+type Accepted = Arc<Mutex<VecDeque<(u64, u64)>>>;
+
+/// At most this many accepted events wait to be read back (the oldest are forgotten).
+const MAX_ACCEPTED: usize = 10_000;
+
 struct Writer {
     redis: Redis,
     node: String,
@@ -192,6 +206,7 @@ struct Writer {
     pending_leaves: Vec<Op>,
     epoch: Option<String>,
     available: Option<bool>,
+    accepted: Accepted,
 }
 
 impl Writer {
@@ -233,11 +248,18 @@ impl Writer {
         self.tell(Tell::Refused { conn, code, message: message.into() });
     }
 
-    /// A room-event script answered nil: the sender no longer holds its nick (its node lost
-    /// it; the leave is on its way to the loop).
-    fn refuse_if_not_member(&self, conn: u64, added: Option<String>) {
-        if added.is_none() {
-            self.refuse(conn, "not_joined", "you are no longer in the room");
+    /// A room-event script answered: the event's id (noted as accepted), or nil if the sender
+    /// no longer holds its nick (its node lost it; the leave is on its way to the loop).
+    fn accepted_or_refused(&self, conn: u64, added: Option<String>) {
+        match added.and_then(|id| id.parse::<u64>().ok()) {
+            Some(id) => {
+                let mut accepted = self.accepted.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                if accepted.len() == MAX_ACCEPTED {
+                    accepted.pop_front();
+                }
+                accepted.push_back((id, conn));
+            }
+            None => self.refuse(conn, "not_joined", "you are no longer in the room"),
         }
     }
 
@@ -375,7 +397,7 @@ impl Writer {
                     .arg(json(&event))
                     .arg("say")
                     .invoke::<Option<String>>(conn)
-                    .map(|added| self.refuse_if_not_member(*id, added))
+                    .map(|added| self.accepted_or_refused(*id, added))
             }
             Op::Whisper { conn: id, from, to, text } => scripts::whisper()
                 .arg(stream_len)
@@ -389,7 +411,7 @@ impl Writer {
                     if added.as_deref() == Some("nobody") {
                         self.refuse(*id, "no_such_user", format!("nobody is called {to:?}"));
                     } else {
-                        self.refuse_if_not_member(*id, added);
+                        self.accepted_or_refused(*id, added);
                     }
                 }),
             Op::Draw { conn: id, stroke } => {
@@ -402,7 +424,7 @@ impl Writer {
                     .arg(json(stroke))
                     .arg(self.board_limit.max(1))
                     .invoke::<Option<String>>(conn)
-                    .map(|added| self.refuse_if_not_member(*id, added))
+                    .map(|added| self.accepted_or_refused(*id, added))
             }
             Op::Clear { conn: id, from } => {
                 let event = Event::Clear { from: from.clone() };
@@ -412,7 +434,7 @@ impl Writer {
                     .arg(json(&event))
                     .arg("clear")
                     .invoke::<Option<String>>(conn)
-                    .map(|added| self.refuse_if_not_member(*id, added))
+                    .map(|added| self.accepted_or_refused(*id, added))
             }
         };
         if let Err(e) = result {
@@ -448,7 +470,20 @@ struct Reader {
     node: String,
     options: ClusterOptions,
     handle: Handle<Command>,
+    /// The events this node delivered most recently (id, JSON), oldest first: what it offers
+    /// the others when Redis loses the stream ([`Reader::recover`]).
+    recent: VecDeque<(u64, String)>,
+    /// The id of the last event delivered.
+    delivered: u64,
+    /// The nodes that heartbeated, as of the last read: whose offers a recovery waits for.
+    nodes: Vec<String>,
+    /// The writer's accepted events: forgotten once read back, refused if Redis lost them.
+    accepted: Accepted,
 }
+
+/// How many delivered events a node keeps to offer in a recovery: how far apart the nodes'
+/// readers may be when Redis loses its data.
+const RECOVERY_TAIL: usize = 1000;
 
 impl Reader {
     fn run(mut self) {
@@ -485,7 +520,8 @@ impl Reader {
                 let now_epoch = text(now_epoch);
                 let tell = match (&last, &epoch) {
                     (None, _) => {
-                        last = Some(format!("{}-0", text(at).and_then(|at| at.parse::<u64>().ok()).unwrap_or(0)));
+                        self.delivered = text(at).and_then(|at| at.parse::<u64>().ok()).unwrap_or(0);
+                        last = Some(format!("{}-0", self.delivered));
                         let members = items(members)
                             .iter()
                             .filter_map(|m| serde_json::from_str::<Record>(&text(m)?).ok())
@@ -497,7 +533,36 @@ impl Reader {
                         Some(Tell::Snapshot { members, board })
                     }
                     (Some(_), known) if *known != now_epoch => {
-                        tracing::warn!("redis: the stream was lost; going on with the new one");
+                        tracing::warn!(
+                            "redis: the stream was lost; recovering its tail, then going on with the new one"
+                        );
+                        let recovered = match self.recover() {
+                            Ok(recovered) => recovered,
+                            Err(e) => {
+                                // The epoch is not taken: the next connection tries again.
+                                self.redis.failed(&e);
+                                continue;
+                            }
+                        };
+                        if !recovered.is_empty() {
+                            tracing::info!(events = recovered.len(), "redis: delivering events other nodes had read");
+                            if self.handle.command(Command(Tell::Events(recovered))).is_err() {
+                                return;
+                            }
+                        }
+                        // What Redis accepted from this node's clients and nobody read is gone.
+                        self.forget_accepted();
+                        let lost: Vec<(u64, u64)> = self.accepted().drain(..).collect();
+                        for (_, conn) in lost {
+                            let tell = Tell::Refused {
+                                conn,
+                                code: "unavailable",
+                                message: "lost when the room's store lost its data; send it again".into(),
+                            };
+                            if self.handle.command(Command(tell)).is_err() {
+                                return;
+                            }
+                        }
                         last = Some("0-0".into());
                         settle_at = Some(Instant::now() + self.options.node_ttl * 2);
                         Some(Tell::Epoch)
@@ -513,7 +578,11 @@ impl Reader {
                 continue;
             }
             let from = last.clone().unwrap_or_else(|| "0-0".into());
-            let reply = redis::cmd("XREAD")
+            // The nodes first, in the same round trip: whose offers a recovery would wait for.
+            let reply = redis::pipe()
+                .cmd("SMEMBERS")
+                .arg("chat:nodes")
+                .cmd("XREAD")
                 .arg("COUNT")
                 .arg(READ_BATCH)
                 .arg("BLOCK")
@@ -521,9 +590,12 @@ impl Reader {
                 .arg("STREAMS")
                 .arg("chat:events")
                 .arg(&from)
-                .query::<Value>(conn);
+                .query::<(Vec<String>, Value)>(conn);
             let reply = match reply {
-                Ok(reply) => reply,
+                Ok((nodes, reply)) => {
+                    self.nodes = nodes;
+                    reply
+                }
                 Err(e) => {
                     self.redis.failed(&e);
                     continue;
@@ -550,13 +622,83 @@ impl Reader {
                     _ => Vec::new(),
                 };
                 last = Some(raw_id);
+                note_delivered(&mut self.recent, &mut self.delivered, id, &event);
                 batch.push(Delivered { id, event, missed });
             }
-            if !batch.is_empty() && self.handle.command(Command(Tell::Events(batch))).is_err() {
-                return;
+            if !batch.is_empty() {
+                self.forget_accepted();
+                if self.handle.command(Command(Tell::Events(batch))).is_err() {
+                    return;
+                }
             }
         }
     }
+
+    fn accepted(&self) -> std::sync::MutexGuard<'_, VecDeque<(u64, u64)>> {
+        self.accepted.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Accepted events read back (delivered) need no answer.
+    fn forget_accepted(&self) {
+        let mut accepted = self.accepted();
+        while accepted.front().is_some_and(|(id, _)| *id <= self.delivered) {
+            accepted.pop_front();
+        }
+    }
+
+    /// Redis lost the stream (a restart without persistence). The nodes' readers were not all
+    /// at the same place: an event one node delivered (a message its sender took as
+    /// acknowledged) may never have reached another. Every node offers the tail it delivered
+    /// (`chat:recover`, by event id), waits until every node that heartbeated has offered (or
+    /// two TTLs and a back-off), then delivers, in id order, the offered events after its own
+    /// last: every node ends the old stream at the same event, with the same ids.
+    fn recover(&mut self) -> redis::RedisResult<Vec<Delivered>> {
+        let keep = (self.options.node_ttl * 20).as_millis() as u64;
+        let Some(conn) = self.redis.conn.as_mut() else { return Ok(Vec::new()) };
+        let mut offer = redis::pipe();
+        for (id, event) in &self.recent {
+            offer.cmd("HSETNX").arg("chat:recover").arg(id).arg(event).ignore();
+        }
+        offer.cmd("SADD").arg("chat:recovered").arg(&self.node).ignore();
+        offer.cmd("PEXPIRE").arg("chat:recover").arg(keep).ignore();
+        offer.cmd("PEXPIRE").arg("chat:recovered").arg(keep).ignore();
+        offer.query::<()>(conn)?;
+        let deadline = Instant::now() + self.options.node_ttl * 2 + MAX_BACKOFF;
+        loop {
+            let offered: Vec<String> = redis::cmd("SMEMBERS").arg("chat:recovered").query(conn)?;
+            let waiting: Vec<&String> = self.nodes.iter().filter(|node| !offered.contains(node)).collect();
+            if waiting.is_empty() {
+                break;
+            }
+            if Instant::now() >= deadline {
+                tracing::warn!(?waiting, "redis: recovering without the tails of nodes that did not come back");
+                break;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        let offered: Vec<(u64, String)> = redis::cmd("HGETALL").arg("chat:recover").query(conn)?;
+        let mut recovered: Vec<(u64, Event)> = offered
+            .into_iter()
+            .filter(|(id, _)| *id > self.delivered)
+            .filter_map(|(id, event)| Some((id, serde_json::from_str(&event).ok()?)))
+            .collect();
+        recovered.sort_by_key(|(id, _)| *id);
+        let recovered: Vec<Delivered> =
+            recovered.into_iter().map(|(id, event)| Delivered { id, event, missed: Vec::new() }).collect();
+        for event in &recovered {
+            note_delivered(&mut self.recent, &mut self.delivered, event.id, &event.event);
+        }
+        Ok(recovered)
+    }
+}
+
+/// Keeps a delivered event for a recovery ([`Reader::recover`]).
+fn note_delivered(recent: &mut VecDeque<(u64, String)>, delivered: &mut u64, id: u64, event: &Event) {
+    *delivered = id;
+    if recent.len() == RECOVERY_TAIL {
+        recent.pop_front();
+    }
+    recent.push_back((id, json(event)));
 }
 
 /// The messages strictly between `after` and `until` that the stream still has, at most the
