@@ -455,26 +455,70 @@ fn read_until(ws: &mut Ws, seen: &mut Seen, last: &str) {
     }
 }
 
+/// Two nodes with two clients each: a talker per node ([`talk`] for `talk_for`) and a
+/// listener per node that only reads.
+struct Traffic {
+    nodes: Vec<Node>,
+    talkers: Vec<std::thread::JoinHandle<(Ws, Seen)>>,
+    listeners: Vec<Ws>,
+}
+
+impl Traffic {
+    fn start(redis: &Redis, talk_for: Duration) -> Traffic {
+        let nodes: Vec<Node> = (0..2).map(|_| Node::start(redis)).collect();
+        let nicks = ["s0", "s1", "l0", "l1"];
+        let mut clients: Vec<Ws> = nicks.iter().enumerate().map(|(i, nick)| join(&nodes[i % 2], nick)).collect();
+        for ws in &mut clients {
+            wait_for_users(ws, &nicks);
+        }
+        let listeners = clients.split_off(2);
+        let until = Instant::now() + talk_for;
+        let talkers = clients
+            .into_iter()
+            .zip(nicks)
+            .map(|(ws, nick)| std::thread::spawn(move || talk(ws, nick, until)))
+            .collect();
+        Traffic { nodes, talkers, listeners }
+    }
+
+    /// Waits for the talkers, has the first say a last message (acknowledged), and reads every
+    /// client up to it. Answers what each client saw (talkers first), the last message's text,
+    /// and the clients and nodes, still running.
+    fn finish(self) -> (Vec<Seen>, String, Vec<Ws>, Vec<Node>) {
+        let mut results: Vec<(Ws, Seen)> = self.talkers.into_iter().map(|t| t.join().unwrap()).collect();
+        let (ws, seen) = &mut results[0];
+        let (_, last) = talk_once(ws, seen, "the end");
+        let mut everyone = Vec::new();
+        let mut clients = Vec::new();
+        for (i, (mut ws, mut seen)) in results.into_iter().enumerate() {
+            // The first talker saw the end already: it said it.
+            if i > 0 {
+                read_until(&mut ws, &mut seen, &last);
+            }
+            everyone.push(seen);
+            clients.push(ws);
+        }
+        for mut ws in self.listeners {
+            let mut seen = Seen::new();
+            read_until(&mut ws, &mut seen, &last);
+            everyone.push(seen);
+            clients.push(ws);
+        }
+        (everyone, last, clients, self.nodes)
+    }
+}
+
 #[test]
 fn redis_stopped_and_started_again_mid_traffic_loses_no_acknowledged_message() {
     watchdog();
     let mut redis = Redis::start();
-    let nodes: Vec<Node> = (0..2).map(|_| Node::start(&redis)).collect();
-    let nicks = ["s0", "s1", "l0", "l1"];
-    let mut clients: Vec<Ws> = nicks.iter().enumerate().map(|(i, nick)| join(&nodes[i % 2], nick)).collect();
-    for ws in &mut clients {
-        wait_for_users(ws, &nicks);
-    }
-    let mut listeners = clients.split_off(2);
-    let until = Instant::now() + Duration::from_secs(4);
-    let talkers: Vec<_> =
-        clients.into_iter().zip(nicks).map(|(ws, nick)| std::thread::spawn(move || talk(ws, nick, until))).collect();
+    let traffic = Traffic::start(&redis, Duration::from_secs(4));
     std::thread::sleep(Duration::from_millis(800));
     redis.kill();
     std::thread::sleep(Duration::from_millis(700));
     redis.run();
-    let mut results: Vec<(Ws, Seen)> = talkers.into_iter().map(|t| t.join().unwrap()).collect();
-    for (_, seen) in &results {
+    let (everyone, last, _clients, _nodes) = traffic.finish();
+    for seen in &everyone[..2] {
         // Redis was away: some says were refused, or one was in flight and waited it out (it
         // came back once the nodes had recovered the stream's tail).
         assert!(
@@ -484,23 +528,7 @@ fn redis_stopped_and_started_again_mid_traffic_loses_no_acknowledged_message() {
         );
         assert!(seen.acked.len() > 10, "and some acknowledged before and after: {}", seen.acked.len());
     }
-    // A last message, acknowledged, marks the end for everyone.
-    let (ws, seen) = &mut results[0];
-    let (_, last) = talk_once(ws, seen, "the end");
-    let acked: Vec<String> = results.iter().flat_map(|(_, s)| s.acked.clone()).collect();
-    let mut everyone: Vec<Seen> = Vec::new();
-    for (i, (mut ws, mut seen)) in results.into_iter().enumerate() {
-        // The first talker saw the end already: it said it.
-        if i > 0 {
-            read_until(&mut ws, &mut seen, &last);
-        }
-        everyone.push(seen);
-    }
-    for ws in &mut listeners {
-        let mut seen = Seen::new();
-        read_until(ws, &mut seen, &last);
-        everyone.push(seen);
-    }
+    let acked: Vec<String> = everyone[..2].iter().flat_map(|s| s.acked.clone()).collect();
     let acked_order: Vec<Vec<(u64, String)>> = everyone
         .iter()
         .map(|seen| {
@@ -592,37 +620,14 @@ fn a_stream_entry_the_nodes_cannot_read_is_passed_over_once() {
 fn redis_dropping_every_connection_loses_nothing_and_nobody() {
     watchdog();
     let redis = Redis::start();
-    let nodes: Vec<Node> = (0..2).map(|_| Node::start(&redis)).collect();
-    let nicks = ["s0", "s1", "l0", "l1"];
-    let mut clients: Vec<Ws> = nicks.iter().enumerate().map(|(i, nick)| join(&nodes[i % 2], nick)).collect();
-    for ws in &mut clients {
-        wait_for_users(ws, &nicks);
-    }
-    let mut listeners = clients.split_off(2);
-    let until = Instant::now() + Duration::from_secs(3);
-    let talkers: Vec<_> =
-        clients.into_iter().zip(nicks).map(|(ws, nick)| std::thread::spawn(move || talk(ws, nick, until))).collect();
+    let traffic = Traffic::start(&redis, Duration::from_secs(3));
     for _ in 0..3 {
         std::thread::sleep(Duration::from_millis(600));
         // Redis keeps its data; every node must reconnect and read on where it was.
         redis_cmd(&redis, &["CLIENT", "KILL", "TYPE", "normal"]);
     }
-    let mut results: Vec<(Ws, Seen)> = talkers.into_iter().map(|t| t.join().unwrap()).collect();
-    let (ws, seen) = &mut results[0];
-    let (_, last) = talk_once(ws, seen, "the end");
-    let mut all: Vec<Vec<(u64, String)>> = Vec::new();
-    let mut talkers = Vec::new();
-    for (i, (mut ws, mut seen)) in results.into_iter().enumerate() {
-        if i > 0 {
-            read_until(&mut ws, &mut seen, &last);
-        }
-        all.push(seen.messages);
-        talkers.push(ws);
-    }
-    for ws in &mut listeners {
-        let mut seen = Seen::new();
-        read_until(ws, &mut seen, &last);
-        all.push(seen.messages);
+    let (everyone, _, mut clients, _nodes) = traffic.finish();
+    for ws in &mut clients[2..] {
         // Nobody left or came back meanwhile: the same four, and no joined/left on the way.
         send(ws, json!({"type": "users"}));
         let next = recv(ws);
@@ -631,11 +636,11 @@ fn redis_dropping_every_connection_loses_nothing_and_nobody() {
     }
     // The listeners saw everything from the start: every message in the stream, each once.
     // The talkers' records start later (while joining) but must be the same run's tail.
-    let full = &all[2];
+    let full = &everyone[2].messages;
     assert!(full.windows(2).all(|w| w[0].0 < w[1].0), "no duplicate, in increasing order");
-    assert_eq!(all[3], *full, "both listeners saw the same messages");
-    for seen in &all[..2] {
-        assert!(full.ends_with(seen), "a talker's view is the listeners' tail");
+    assert_eq!(everyone[3].messages, *full, "both listeners saw the same messages");
+    for seen in &everyone[..2] {
+        assert!(full.ends_with(&seen.messages), "a talker's view is the listeners' tail");
     }
 }
 

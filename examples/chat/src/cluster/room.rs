@@ -185,13 +185,7 @@ impl ClusterRoom {
             Tell::EpochSettled => {
                 for (lower, record) in std::mem::take(&mut self.unconfirmed) {
                     if self.members.get(&lower) == Some(&record) {
-                        self.members.remove(&lower);
-                        self.member_lost(ctx, &record);
-                        self.to_members(
-                            ctx,
-                            &ServerMessage::Left { nick: &record.nick, reason: "node lost" }.frame(),
-                            None,
-                        );
+                        self.drop_member(ctx, &lower, &record);
                     }
                 }
             }
@@ -209,6 +203,13 @@ impl ClusterRoom {
                 }
             }
         }
+    }
+
+    /// A member not registered again after Redis lost its data: gone, announced as lost.
+    fn drop_member<S>(&mut self, ctx: &mut Context<S>, lower: &str, record: &Record) {
+        self.members.remove(lower);
+        self.member_lost(ctx, record);
+        self.to_members(ctx, &ServerMessage::Left { nick: &record.nick, reason: "node lost" }.frame(), None);
     }
 
     /// The cluster let one of this node's members go while the connection lives (the node
@@ -238,13 +239,7 @@ impl ClusterRoom {
                 let known = match self.unconfirmed.remove(&lower) {
                     Some(former) if former == record => true,
                     Some(former) => {
-                        self.members.remove(&lower);
-                        self.member_lost(ctx, &former);
-                        self.to_members(
-                            ctx,
-                            &ServerMessage::Left { nick: &former.nick, reason: "node lost" }.frame(),
-                            None,
-                        );
+                        self.drop_member(ctx, &lower, &former);
                         false
                     }
                     None => again && self.members.get(&lower) == Some(&record),
