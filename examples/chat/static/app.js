@@ -314,6 +314,7 @@ function onError(msg) {
   if (!state.joined && retryRejoin(code)) return;
   if (!state.joined) {
     state.rejoinUntil = 0;
+    state.rejoinTries = 0;
     // A rejected nick must not be retried automatically on reconnect.
     if (NICK_ERRORS.has(code)) state.wantedNick = null;
     showJoinForm(text);

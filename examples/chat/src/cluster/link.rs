@@ -186,9 +186,17 @@ fn read_event(raw_id: &str, fields: &[Value]) -> Option<(u64, Event)> {
     Some((id, serde_json::from_str(&text(json)?).ok()?))
 }
 
-/// Room events Redis accepted, (event id, connection), that this node has not read back yet,
-/// in id order: if Redis loses them, their senders are told rather than left waiting.
-type Accepted = Arc<Mutex<VecDeque<(u64, u64)>>>;
+/// Room events Redis accepted that this node has not read back yet, in id order: if Redis
+/// loses them, their senders are told rather than left waiting.
+type Accepted = Arc<Mutex<VecDeque<AcceptedEvent>>>;
+
+struct AcceptedEvent {
+    /// The data's generation (`chat:epoch`) the writer knew when Redis accepted it: a recovery
+    /// refuses only what the lost generation held.
+    epoch: String,
+    id: u64,
+    conn: u64,
+}
 
 /// At most this many accepted events wait to be read back (the oldest are forgotten).
 const MAX_ACCEPTED: usize = 10_000;
@@ -257,7 +265,7 @@ impl Writer {
                 if accepted.len() == MAX_ACCEPTED {
                     accepted.pop_front();
                 }
-                accepted.push_back((id, conn));
+                accepted.push_back(AcceptedEvent { epoch: self.epoch.clone().unwrap_or_default(), id, conn });
             }
             None => self.refuse(conn, "not_joined", "you are no longer in the room"),
         }
@@ -344,7 +352,11 @@ impl Writer {
         let Some(conn) = self.redis.get(IO_TIMEOUT) else {
             self.set_available(false);
             return match op {
-                Op::Leave { .. } => self.pending_leaves.push(op),
+                Op::Leave { conn, .. } => {
+                    // Gone from this node at once: never registered again while it waits.
+                    self.registered.remove(&conn);
+                    self.pending_leaves.push(op);
+                }
                 Op::Join { conn, .. }
                 | Op::Say { conn, .. }
                 | Op::Whisper { conn, .. }
@@ -516,10 +528,13 @@ impl Reader {
                         continue;
                     }
                 };
-                let [at, now_epoch, members, board] = items(&snapshot) else { continue };
+                let [at, now_epoch, members, board, nodes] = items(&snapshot) else { continue };
                 let now_epoch = text(now_epoch);
                 let tell = match (&last, &epoch) {
                     (None, _) => {
+                        // Whose offers a recovery waits for, until the first read says (a
+                        // reconnect's snapshot would not do: Redis may have lost the list).
+                        self.nodes = items(nodes).iter().filter_map(text).collect();
                         self.delivered = text(at).and_then(|at| at.parse::<u64>().ok()).unwrap_or(0);
                         last = Some(format!("{}-0", self.delivered));
                         let members = items(members)
@@ -550,10 +565,19 @@ impl Reader {
                                 return;
                             }
                         }
-                        // What Redis accepted from this node's clients and nobody read is gone.
+                        // What the lost generation accepted from this node's clients and nobody
+                        // read is gone (what the writer has written since, to the new one, stays).
                         self.forget_accepted();
-                        let lost: Vec<(u64, u64)> = self.accepted().drain(..).collect();
-                        for (_, conn) in lost {
+                        let old = known.clone().unwrap_or_default();
+                        let mut lost = Vec::new();
+                        self.accepted().retain(|event| {
+                            let gone = event.epoch == old;
+                            if gone {
+                                lost.push(event.conn);
+                            }
+                            !gone
+                        });
+                        for conn in lost {
                             let tell = Tell::Refused {
                                 conn,
                                 code: "unavailable",
@@ -634,14 +658,14 @@ impl Reader {
         }
     }
 
-    fn accepted(&self) -> std::sync::MutexGuard<'_, VecDeque<(u64, u64)>> {
+    fn accepted(&self) -> std::sync::MutexGuard<'_, VecDeque<AcceptedEvent>> {
         self.accepted.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Accepted events read back (delivered) need no answer.
     fn forget_accepted(&self) {
         let mut accepted = self.accepted();
-        while accepted.front().is_some_and(|(id, _)| *id <= self.delivered) {
+        while accepted.front().is_some_and(|event| event.id <= self.delivered) {
             accepted.pop_front();
         }
     }
@@ -676,11 +700,18 @@ impl Reader {
             }
             thread::sleep(Duration::from_millis(20));
         }
-        let offered: Vec<(u64, String)> = redis::cmd("HGETALL").arg("chat:recover").query(conn)?;
+        // Read whole and parsed entry by entry: something this node cannot read is skipped.
+        let offered: Value = redis::cmd("HGETALL").arg("chat:recover").query(conn)?;
+        let offered: Vec<(Value, Value)> = match &offered {
+            Value::Map(pairs) => pairs.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            other => items(other).chunks(2).filter_map(|kv| Some((kv.first()?.clone(), kv.get(1)?.clone()))).collect(),
+        };
         let mut recovered: Vec<(u64, Event)> = offered
             .into_iter()
+            .filter_map(|(id, event)| {
+                Some((text(&id)?.parse::<u64>().ok()?, serde_json::from_str::<Event>(&text(&event)?).ok()?))
+            })
             .filter(|(id, _)| *id > self.delivered)
-            .filter_map(|(id, event)| Some((id, serde_json::from_str(&event).ok()?)))
             .collect();
         recovered.sort_by_key(|(id, _)| *id);
         let recovered: Vec<Delivered> =

@@ -32,7 +32,9 @@ fn with_add(body: &str) -> Script {
 /// A join: ARGV[2] the lower-cased nick, ARGV[3] the member record, ARGV[4] the event, ARGV[5]
 /// `again` when a node registers its member again after Redis lost its data. Answers the event
 /// id; `held` if it registers again a record Redis already has (an earlier try that got no
-/// answer did it: no second event); nil if someone else holds the nick.
+/// answer did it: no second event); nil if someone else holds the nick. A first join that
+/// finds its own record (a retry of a join answered `unavailable` that did happen) is nil too:
+/// its event is in the stream and completes or undoes it, and a second event would not.
 pub(crate) fn join() -> Script {
     with_add(
         r#"
@@ -137,13 +139,14 @@ return n
 }
 
 /// The room as of one stream position: ARGV[1] an epoch to set if there is none. Answers
-/// {last id, epoch, member records, board strokes}.
+/// {last id, epoch, member records, board strokes, the nodes that heartbeated}.
 pub(crate) fn snapshot() -> Script {
     Script::new(
         r#"
 redis.call('SET', 'chat:epoch', ARGV[1], 'NX')
 return {redis.call('GET', 'chat:last') or '0', redis.call('GET', 'chat:epoch'),
-        redis.call('HVALS', 'chat:members'), redis.call('LRANGE', 'chat:board', 0, -1)}
+        redis.call('HVALS', 'chat:members'), redis.call('LRANGE', 'chat:board', 0, -1),
+        redis.call('SMEMBERS', 'chat:nodes')}
 "#,
     )
 }
