@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # Runs the Autobahn TestSuite (RFC 6455 and RFC 7692 conformance), strict, against our echo
-# server over the mio, blocking and tokio adapters and against our client driver on the
-# blocking and tokio adapters, all at once, and compares every case with the results kept in
-# autobahn/expected-<target>.txt.
+# server over the mio, blocking and tokio adapters, over wss:// on the mio and tokio adapters,
+# and against our client driver on the blocking and tokio adapters, all at once, and compares
+# every case with the results kept in autobahn/expected-<target>.txt.
 #
-# usage: scripts/autobahn.sh [--quick] [--update] [mio|blocking|tokio|client|tokio-client ...]
-#        (default: all five)
+# usage: scripts/autobahn.sh [--quick] [--update] [mio|blocking|tokio|mio-wss|tokio-wss|client|tokio-client ...]
+#        (default: all seven)
 #   --quick    leave out the compression cases with large messages (12.*.6-18, 13.*.6-18), which
 #              are most of the run's time: for a fast local check, never for CI
 #   --update   rewrite the expected results of the cases run (after checking the reports!)
 # Sections 1-10 run for all targets; the permessage-deflate sections 12-13 for all but the
-# blocking server (which shares that code path with the mio one).
+# blocking server (which shares that code path with the mio one) and the wss:// servers (TLS is
+# under the WebSocket code, which the plain targets run with compression). The wss:// servers
+# use a throw-away certificate made with openssl (wstest does not check it).
 # Needs ../shared/autobahn beside the repository (installs wstest on first use, ~2 minutes).
 # Reports: target/autobahn/<target>/index.html
 set -euo pipefail
@@ -25,11 +27,11 @@ for arg in "$@"; do
     case "$arg" in
         --update) update=--update ;;
         --quick) quick=1 ;;
-        mio|blocking|tokio|client|tokio-client) targets+=("$arg") ;;
+        mio|blocking|tokio|mio-wss|tokio-wss|client|tokio-client) targets+=("$arg") ;;
         *) sed -n '2,15p' "$0"; exit 2 ;;
     esac
 done
-[ ${#targets[@]} -gt 0 ] || targets=(mio blocking tokio client tokio-client)
+[ ${#targets[@]} -gt 0 ] || targets=(mio blocking tokio mio-wss tokio-wss client tokio-client)
 
 [ -d "$shared" ] || { echo "autobahn: $shared not found (set AUTOBAHN_SHARED)"; exit 2; }
 command -v wstest >/dev/null 2>&1 || "$shared/install-wstest"
@@ -45,7 +47,21 @@ cargo build --release --bin echo-server --bin autobahn-client
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 wait_for_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 
-cases_for() { case "$1" in blocking) echo '1.*,2.*,3.*,4.*,5.*,6.*,7.*,9.*,10.*' ;; *) echo '*' ;; esac; }
+cases_for() {
+    case "$1" in
+        blocking | *-wss) echo '1.*,2.*,3.*,4.*,5.*,6.*,7.*,9.*,10.*' ;;
+        *) echo '*' ;;
+    esac
+}
+
+# The wss:// targets' certificate, for this run only.
+tls_dir=$(mktemp -d)
+trap 'rm -rf "$tls_dir"' EXIT
+if [[ " ${targets[*]} " == *-wss* ]]; then
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$tls_dir/key.pem" \
+        -out "$tls_dir/cert.pem" -days 2 -subj /CN=localhost \
+        -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" 2>/dev/null
+fi
 # With --quick: the compression cases with messages of 8 KiB and more are left out.
 exclude=
 if [ -n "$quick" ]; then
@@ -67,12 +83,17 @@ run_target() {
             "$shared/test-client" target/release/autobahn-client \
             --url "ws://127.0.0.1:$port" --agent "wsproto-$target" "${flags[@]}"
     else
-        target/release/echo-server --addr "127.0.0.1:$port" --adapter "$target" &
+        local adapter=$target scheme=ws tls=()
+        if [[ "$target" == *-wss ]]; then
+            adapter=${target%-wss} scheme=wss
+            tls=(--tls-cert "$tls_dir/cert.pem" --tls-key "$tls_dir/key.pem")
+        fi
+        target/release/echo-server --addr "127.0.0.1:$port" --adapter "$adapter" "${tls[@]}" &
         local server=$!
         wait_for_port "$port" || { echo "autobahn: echo-server did not start"; kill $server; return 1; }
         local status=0
         AUTOBAHN_OUT=$out AUTOBAHN_STRICT=1 \
-            "$shared/test-server" "ws://127.0.0.1:$port" "wsproto-$target" "$cases" "$exclude" \
+            "$shared/test-server" "$scheme://127.0.0.1:$port" "wsproto-$target" "$cases" "$exclude" \
             || status=$?
         kill $server 2>/dev/null || true
         wait $server 2>/dev/null || true
