@@ -58,6 +58,12 @@ cases_for() {
 tls_dir=$(mktemp -d)
 trap 'rm -rf "$tls_dir"' EXIT
 if [[ " ${targets[*]} " == *-wss* ]]; then
+    if ! command -v openssl >/dev/null 2>&1; then
+        echo "autobahn: installing openssl (apt-get) for the wss:// targets' certificate"
+        as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo -n "$@"; fi; }
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get update </dev/null
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y openssl </dev/null
+    fi
     openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$tls_dir/key.pem" \
         -out "$tls_dir/cert.pem" -days 2 -subj /CN=localhost \
         -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" 2>/dev/null
