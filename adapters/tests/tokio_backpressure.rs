@@ -13,21 +13,8 @@ use wsproto_adapters::tokio::{accept_with, client, WebSocket, READ_BUFFER_SIZE};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
-macro_rules! both_flavours {
-    ($name:ident, $body:ident) => {
-        mod $name {
-            #[tokio::test(flavor = "current_thread")]
-            async fn current_thread() {
-                tokio::time::timeout(super::LIMIT, super::$body()).await.expect("test timed out");
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn multi_thread() {
-                tokio::time::timeout(super::LIMIT, super::$body()).await.expect("test timed out");
-            }
-        }
-    };
-}
+#[macro_use]
+mod flavours;
 
 /// The transport between the two ends holds this much.
 const PIPE: usize = 4096;

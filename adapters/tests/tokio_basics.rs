@@ -16,21 +16,8 @@ use wsproto_adapters::tokio::{accept, accept_with, connect, ConnectOptions, Erro
 /// Every test gets this long; a hang fails instead of stalling the suite.
 const LIMIT: Duration = Duration::from_secs(30);
 
-macro_rules! both_flavours {
-    ($name:ident, $body:ident) => {
-        mod $name {
-            #[tokio::test(flavor = "current_thread")]
-            async fn current_thread() {
-                tokio::time::timeout(super::LIMIT, super::$body()).await.expect("test timed out");
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn multi_thread() {
-                tokio::time::timeout(super::LIMIT, super::$body()).await.expect("test timed out");
-            }
-        }
-    };
-}
+#[macro_use]
+mod flavours;
 
 async fn listener() -> (TcpListener, String) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

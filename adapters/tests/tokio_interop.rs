@@ -16,21 +16,8 @@ use wsproto_adapters::tokio::{accept, connect, ConnectOptions};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
-macro_rules! both_flavours {
-    ($name:ident, $body:ident) => {
-        mod $name {
-            #[tokio::test(flavor = "current_thread")]
-            async fn current_thread() {
-                tokio::time::timeout(super::LIMIT, super::$body()).await.expect("test timed out");
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn multi_thread() {
-                tokio::time::timeout(super::LIMIT, super::$body()).await.expect("test timed out");
-            }
-        }
-    };
-}
+#[macro_use]
+mod flavours;
 
 /// Text and binary of each length encoding (7-bit, 16-bit, 64-bit; RFC 6455 §5.2), empty too.
 fn messages() -> Vec<Message> {
