@@ -124,7 +124,7 @@ fn stamp(sender: usize, start: Instant) -> String {
 fn read_stamp(text: &str) -> Option<(usize, u64)> {
     let at = text.find('~')?;
     let body = text.get(at + 1..at + 19)?;
-    Some((body[..3].parse().ok()?, body[3..].parse().ok()?))
+    Some((body.get(..3)?.parse().ok()?, body.get(3..)?.parse().ok()?))
 }
 
 /// What the clients saw, shared by their tasks (one thread).

@@ -403,12 +403,7 @@ impl Writer {
             }
             Op::Say { conn: id, from, text } => {
                 let event = Event::Message { from: from.clone(), text: text.clone(), ts: unix_millis() };
-                scripts::event()
-                    .arg(stream_len)
-                    .arg(sender(&node, *id, from))
-                    .arg(json(&event))
-                    .arg("say")
-                    .invoke::<Option<String>>(conn)
+                room_event(conn, stream_len, sender(&node, *id, from), &event, &["say".into()])
                     .map(|added| self.accepted_or_refused(*id, added))
             }
             Op::Whisper { conn: id, from, to, text } => scripts::whisper()
@@ -428,24 +423,13 @@ impl Writer {
                 }),
             Op::Draw { conn: id, stroke } => {
                 let event = Event::Draw { node: node.clone(), conn: *id, stroke: stroke.clone() };
-                scripts::event()
-                    .arg(stream_len)
-                    .arg(sender(&node, *id, &stroke.from))
-                    .arg(json(&event))
-                    .arg("draw")
-                    .arg(json(stroke))
-                    .arg(self.board_limit.max(1))
-                    .invoke::<Option<String>>(conn)
+                let board = ["draw".into(), json(stroke), self.board_limit.max(1).to_string()];
+                room_event(conn, stream_len, sender(&node, *id, &stroke.from), &event, &board)
                     .map(|added| self.accepted_or_refused(*id, added))
             }
             Op::Clear { conn: id, from } => {
                 let event = Event::Clear { from: from.clone() };
-                scripts::event()
-                    .arg(stream_len)
-                    .arg(sender(&node, *id, from))
-                    .arg(json(&event))
-                    .arg("clear")
-                    .invoke::<Option<String>>(conn)
+                room_event(conn, stream_len, sender(&node, *id, from), &event, &["clear".into()])
                     .map(|added| self.accepted_or_refused(*id, added))
             }
         };
@@ -465,6 +449,18 @@ impl Writer {
             }
         }
     }
+}
+
+/// Runs the room-event script ([`scripts::event`]) for `event` from `sender`; `kind` is its
+/// kind and arguments (`say`, `clear`, or `draw` with the stroke and the board limit).
+fn room_event(
+    conn: &mut Connection,
+    stream_len: usize,
+    sender: Vec<String>,
+    event: &Event,
+    kind: &[String],
+) -> redis::RedisResult<Option<String>> {
+    scripts::event().arg(stream_len).arg(sender).arg(json(event)).arg(kind).invoke(conn)
 }
 
 /// The room-event scripts' first two arguments: the sender's lower-cased nick and the record
