@@ -411,7 +411,7 @@ impl<S: Transport> WebSocket<S> {
                 Some(Event::Closed(closed)) => {
                     tracing::debug!("opening handshake failed: {:?}", closed.cause);
                     ws.finish_transport(&closed);
-                    return Err(handshake_failure(closed));
+                    return Err(handshake_failure(*closed));
                 }
                 Some(_) => continue,
                 None => {
@@ -452,12 +452,12 @@ impl<S: Transport> WebSocket<S> {
             match ws.conn.poll_event() {
                 Some(Event::Connected(response)) => {
                     tracing::debug!(subprotocol = response.subprotocol(), "connected");
-                    return Ok((ws, response));
+                    return Ok((ws, *response));
                 }
                 Some(Event::Closed(closed)) => {
                     tracing::debug!("opening handshake failed: {:?}", closed.cause);
                     ws.finish_transport(&closed);
-                    return Err(handshake_failure(closed));
+                    return Err(handshake_failure(*closed));
                 }
                 Some(_) => {}
                 None => ws.pump().map_err(|e| ws.fail(e))?,
@@ -505,7 +505,7 @@ impl<S: Transport> WebSocket<S> {
                 match event {
                     Event::Closed(closed) => {
                         tracing::debug!(code = closed.code.0, clean = closed.clean, "closed: {:?}", closed.cause);
-                        self.closed = Some(closed);
+                        self.closed = Some(*closed);
                     }
                     // Handshake events cannot follow the handshake.
                     Event::Request(_) | Event::HttpRequest(_) | Event::Connected(_) => {
@@ -525,7 +525,7 @@ impl<S: Transport> WebSocket<S> {
                 };
                 self.finish_transport(&closed);
                 self.finished = true;
-                return Step::Done(Ok(Event::Closed(closed)));
+                return Step::Done(Ok(Event::Closed(Box::new(closed))));
             }
             match self.before_read() {
                 Ok(Some(timeout)) => return Step::Read(timeout),
@@ -549,7 +549,7 @@ impl<S: Transport> WebSocket<S> {
             tracing::debug!("transport failed after the close: {error}");
             self.shutdown(Shutdown::Both);
             self.finished = true;
-            return Ok(Event::Closed(closed));
+            return Ok(Event::Closed(Box::new(closed)));
         }
         Err(self.fail(error))
     }

@@ -53,7 +53,7 @@ fn echo<S: Transport>(ws: Result<WebSocket<S>, Error>) -> Closed {
             Incoming::Message(message) => ws.send(message).expect("echo"),
             Incoming::Closed(closed) => {
                 assert!(matches!(ws.read(), Err(Error::Closed)), "a read after Closed is an error");
-                return closed;
+                return *closed;
             }
             _ => {}
         }
@@ -78,7 +78,7 @@ fn read_message<S: Transport>(ws: &mut WebSocket<S>) -> Message {
 fn read_closed<S: Transport>(ws: &mut WebSocket<S>) -> Closed {
     loop {
         match ws.read().expect("read") {
-            Incoming::Closed(closed) => return closed,
+            Incoming::Closed(closed) => return *closed,
             Incoming::Message(message) => panic!("unexpected message {message:?}"),
             _ => {}
         }
@@ -95,16 +95,16 @@ fn messages_ping_and_a_clean_close_between_our_client_and_server() {
         ws.send_text("hello").unwrap();
         assert_eq!(read_message(&mut ws), Message::Text("hello".into()));
         ws.send_binary(&[0, 1, 2, 255]).unwrap();
-        assert_eq!(read_message(&mut ws), Message::Binary(vec![0, 1, 2, 255]));
+        assert_eq!(read_message(&mut ws), Message::binary(vec![0, 1, 2, 255]));
         let large: Vec<u8> = (0..1 << 20).map(|i| (i % 251) as u8).collect();
-        ws.send(Message::Binary(large.clone())).unwrap();
-        assert_eq!(read_message(&mut ws), Message::Binary(large));
+        ws.send(Message::binary(large.clone())).unwrap();
+        assert_eq!(read_message(&mut ws), Message::binary(large));
         let text = "é€😀".repeat(50_000);
         ws.send_text(&text).unwrap();
-        assert_eq!(read_message(&mut ws), Message::Text(text));
+        assert_eq!(read_message(&mut ws), Message::text(text));
 
         ws.ping(b"are you there").unwrap();
-        assert_eq!(ws.read().unwrap(), Incoming::Pong(b"are you there".to_vec()));
+        assert_eq!(ws.read().unwrap(), Incoming::Pong((b"are you there".to_vec()).into()));
 
         ws.close(CloseCode::NORMAL, "bye").unwrap();
         assert!(matches!(ws.send_text("too late"), Err(Error::Send(_))));
@@ -467,9 +467,9 @@ fn our_client_against_a_tungstenite_server() {
         assert_eq!(read_message(&mut ws), Message::Text("hello from wsproto".into()));
         let large: Vec<u8> = (0..300_000).map(|i| (i % 7) as u8).collect();
         ws.send_binary(&large).unwrap();
-        assert_eq!(read_message(&mut ws), Message::Binary(large));
+        assert_eq!(read_message(&mut ws), Message::binary(large));
         ws.ping(b"p").unwrap();
-        assert_eq!(ws.read().unwrap(), Incoming::Pong(b"p".to_vec()));
+        assert_eq!(ws.read().unwrap(), Incoming::Pong(b"p".to_vec().into()));
         ws.close(CloseCode::NORMAL, "done").unwrap();
         let closed = read_closed(&mut ws);
         assert_eq!((closed.code, closed.clean, closed.cause), (CloseCode::NORMAL, true, CloseCause::LocalClosed));
@@ -568,7 +568,7 @@ fn a_split_writer_closes_and_the_reader_sees_the_handshake_end() {
         writer.close(CloseCode::NORMAL, "bye").unwrap();
         assert!(matches!(writer.send_text("late"), Err(Error::Send(_))));
         let (messages, closed) = reading.join().unwrap();
-        assert_eq!(messages, vec![Message::Text("one".into()), Message::Binary(b"two".to_vec())]);
+        assert_eq!(messages, vec![Message::Text("one".into()), Message::binary(b"two".to_vec())]);
         assert!(closed.clean);
         assert_eq!(closed.code, CloseCode::NORMAL);
         assert_eq!(server.join().cause, CloseCause::PeerClosed);

@@ -35,7 +35,7 @@ fn next_message(ws: &mut WebSocket<ClientStream>) -> Message {
 fn read_closed<S: wsproto_adapters::blocking::Transport>(ws: &mut WebSocket<S>) -> Closed {
     loop {
         if let Incoming::Closed(closed) = ws.read().expect("read") {
-            return closed;
+            return *closed;
         }
     }
 }
@@ -55,7 +55,7 @@ fn wss_in_connect_with_the_callers_roots() {
             for size in [0usize, 125, 70_000, 1 << 20] {
                 let payload: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
                 ws.send_binary(&payload).unwrap();
-                assert_eq!(next_message(&mut ws), Message::Binary(payload), "{host}, {size} bytes");
+                assert_eq!(next_message(&mut ws), Message::binary(payload), "{host}, {size} bytes");
             }
             ws.close(CloseCode::NORMAL, "bye").unwrap();
             let closed = read_closed(&mut ws);

@@ -129,7 +129,7 @@ fn next_message(ws: &mut WebSocket<ClientStream>) -> Message {
 fn read_until_closed(ws: &mut WebSocket<ClientStream>) -> Closed {
     loop {
         if let Incoming::Closed(closed) = ws.read().expect("read") {
-            return closed;
+            return *closed;
         }
     }
 }
@@ -149,7 +149,7 @@ fn echo_of_every_size_and_a_clean_close() {
     for size in [0, 1, 125, 126, 65535, 65536, 1 << 20] {
         let payload: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
         ws.send_binary(&payload).unwrap();
-        assert_eq!(next_message(&mut ws), Message::Binary(payload));
+        assert_eq!(next_message(&mut ws), Message::binary(payload));
     }
     ws.send_text("κόσμε").unwrap();
     assert_eq!(next_message(&mut ws), Message::Text("κόσμε".into()));
@@ -191,8 +191,8 @@ fn other_threads_send_through_the_handle() {
     .join()
     .unwrap();
     assert_eq!(next_message(&mut a), Message::Text("direct".into()));
-    assert_eq!(next_message(&mut a), Message::Binary(b"to all".to_vec()));
-    assert_eq!(next_message(&mut b), Message::Binary(b"to all".to_vec()));
+    assert_eq!(next_message(&mut a), Message::binary(b"to all".to_vec()));
+    assert_eq!(next_message(&mut b), Message::binary(b"to all".to_vec()));
 }
 
 #[test]
@@ -428,7 +428,7 @@ impl Handler for Room {
         ctx: &mut Context<Member>,
         id: ConnId,
         kind: wsproto::MessageKind,
-        data: Vec<u8>,
+        data: wsproto::bytes::Bytes,
         first: bool,
         last: bool,
     ) {
@@ -505,7 +505,7 @@ fn per_connection_state_lives_in_the_loop_and_comes_back_at_close() {
     assert_eq!(next_message(&mut bob), Message::Text("sent 1".into()));
     assert_eq!(next_message(&mut alice), Message::Text("psst".into()));
     bob.send_binary(b"\x00\x01").unwrap();
-    assert_eq!(next_message(&mut bob), Message::Binary(vec![0, 1]));
+    assert_eq!(next_message(&mut bob), Message::binary(vec![0, 1]));
     bob.close(CloseCode::NORMAL, "").unwrap();
     assert!(matches!(bob.read().unwrap(), Incoming::Closed(_)));
     wait_until("bob's close", || closed.lock().unwrap().len() == 1);
@@ -553,13 +553,13 @@ fn streamed_messages_reach_on_chunk_whole() {
     assert_eq!(parts.next(), Some("Binary"));
     assert_eq!(parts.next(), Some("300000"));
     assert!(parts.next().unwrap().parse::<u32>().unwrap() >= 1);
-    assert_eq!(next_message(&mut ws), Message::Binary(payload));
+    assert_eq!(next_message(&mut ws), Message::binary(payload));
     // Fragments of a text message arrive as chunks of one message too.
     ws.send_fragment(wsproto::MessageKind::Text, b"hel", false).unwrap();
     ws.send_fragment(wsproto::MessageKind::Text, b"lo", true).unwrap();
     let Message::Text(summary) = next_message(&mut ws) else { panic!("expected the summary") };
     assert!(summary.starts_with("Text 5 "), "{summary}");
-    assert_eq!(next_message(&mut ws), Message::Binary(b"hello".to_vec()));
+    assert_eq!(next_message(&mut ws), Message::binary(b"hello".to_vec()));
     handle.shutdown().unwrap();
     read_until_closed(&mut ws);
     thread.join().unwrap();

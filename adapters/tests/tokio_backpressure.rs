@@ -36,7 +36,7 @@ async fn sends_wait_over_high_water() {
     ws.set_high_water(HIGH_WATER);
     let mut fed = 0;
     loop {
-        let feed = ws.feed(Message::Binary(vec![fed as u8; MESSAGE]));
+        let feed = ws.feed(Message::binary(vec![fed as u8; MESSAGE]));
         match tokio::time::timeout(Duration::from_millis(200), feed).await {
             Ok(result) => {
                 result.unwrap();
@@ -52,14 +52,14 @@ async fn sends_wait_over_high_water() {
     let reader = tokio::spawn(async move {
         let mut count = 0;
         while let Some(message) = peer.recv().await {
-            assert_eq!(message.unwrap(), Message::Binary(vec![count as u8; MESSAGE]));
+            assert_eq!(message.unwrap(), Message::binary(vec![count as u8; MESSAGE]));
             count += 1;
         }
         count
     });
     // The cancelled feed queued nothing: it waited for room.
     for i in fed..TOTAL {
-        ws.feed(Message::Binary(vec![i as u8; MESSAGE])).await.unwrap();
+        ws.feed(Message::binary(vec![i as u8; MESSAGE])).await.unwrap();
     }
     ws.flush().await.unwrap();
     ws.close(CloseCode::NORMAL, "").await.unwrap();
@@ -76,13 +76,13 @@ async fn reads_stop_when_the_application_does() {
     let counter = sent.clone();
     let flooding = tokio::spawn(async move {
         for i in 0..TOTAL {
-            peer.feed(Message::Binary(vec![i as u8; MESSAGE])).await.unwrap();
+            peer.feed(Message::binary(vec![i as u8; MESSAGE])).await.unwrap();
             counter.store(i + 1, Ordering::SeqCst);
         }
         peer.flush().await.unwrap();
         peer
     });
-    assert_eq!(ws.recv().await.unwrap().unwrap(), Message::Binary(vec![0; MESSAGE]));
+    assert_eq!(ws.recv().await.unwrap().unwrap(), Message::binary(vec![0; MESSAGE]));
     // Give the peer time to fill everything it can.
     let mut last = 0;
     loop {
@@ -99,7 +99,7 @@ async fn reads_stop_when_the_application_does() {
     assert!(last < TOTAL, "the peer was never stopped");
     assert!(last <= bound, "the peer got {last} messages out, more than {bound}");
     for i in 1..TOTAL {
-        assert_eq!(ws.recv().await.unwrap().unwrap(), Message::Binary(vec![i as u8; MESSAGE]), "message {i}");
+        assert_eq!(ws.recv().await.unwrap().unwrap(), Message::binary(vec![i as u8; MESSAGE]), "message {i}");
     }
     let mut peer = flooding.await.unwrap();
     peer.close(CloseCode::NORMAL, "").await.unwrap();

@@ -45,7 +45,7 @@ async fn echo_and_close() {
     assert_eq!(response.status(), 101);
     for i in 0..100 {
         let message =
-            if i % 2 == 0 { Message::Text(format!("text {i}")) } else { Message::Binary(vec![i as u8; i * 100]) };
+            if i % 2 == 0 { Message::text(format!("text {i}")) } else { Message::binary(vec![i as u8; i * 100]) };
         ws.send(message.clone()).await.unwrap();
         assert_eq!(ws.recv().await.unwrap().unwrap(), message);
     }
@@ -69,11 +69,11 @@ async fn stream_and_sink() {
     let server = echo_once(listener, Arc::new(Config::default())).await;
     let (mut ws, _) = connect(&url, ConnectOptions::default()).await.unwrap();
     for i in 0..500 {
-        ws.feed(Message::Text(format!("{i}"))).await.unwrap();
+        ws.feed(Message::text(format!("{i}"))).await.unwrap();
     }
     ws.flush().await.unwrap();
     for i in 0..500 {
-        assert_eq!(ws.next().await.unwrap().unwrap(), Message::Text(format!("{i}")));
+        assert_eq!(ws.next().await.unwrap().unwrap(), Message::text(format!("{i}")));
     }
     SinkExt::close(&mut ws).await.unwrap();
     assert!(ws.closed().unwrap().clean);
@@ -358,11 +358,11 @@ async fn feed_then_recv() {
     let server = echo_once(listener, Arc::new(Config::default())).await;
     let (mut ws, _) = connect(&url, ConnectOptions::default()).await.unwrap();
     for i in 0..300 {
-        ws.feed(Message::Text(format!("fed {i}"))).await.unwrap();
+        ws.feed(Message::text(format!("fed {i}"))).await.unwrap();
     }
     assert!(ws.connection().queued_bytes() > 0, "fed, not written");
     for i in 0..300 {
-        assert_eq!(ws.recv().await.unwrap().unwrap(), Message::Text(format!("fed {i}")));
+        assert_eq!(ws.recv().await.unwrap().unwrap(), Message::text(format!("fed {i}")));
     }
     ws.close(CloseCode::NORMAL, "").await.unwrap();
     server.await.unwrap().unwrap();

@@ -99,7 +99,7 @@ async fn trickling_server(stream: DuplexStream) -> usize {
 }
 
 fn expected(i: usize) -> Message {
-    Message::Text(if i % 7 == 3 { format!("{i:0>200}") } else { format!("message {i}") })
+    Message::text(if i % 7 == 3 { format!("{i:0>200}") } else { format!("message {i}") })
 }
 
 async fn cancelled_recv() {
@@ -165,7 +165,7 @@ async fn cancelled_send() {
     let mut cancelled = BTreeSet::new();
     for i in 0..SENDS {
         tokio::select! {
-            result = ws.send(Message::Binary(numbered(i))) => {
+            result = ws.send(Message::binary(numbered(i))) => {
                 result.unwrap();
                 completed.insert(i);
             }

@@ -92,9 +92,9 @@ async fn echo_over_choppy(deflate: bool) {
     assert_eq!(ws.connection().compression().is_some(), deflate);
     for i in 0..200usize {
         let message = match i % 3 {
-            0 => Message::Text(format!("message {i} ").repeat(i % 40)),
+            0 => Message::text(format!("message {i} ").repeat(i % 40)),
             1 => Message::Binary((0..i * 37).map(|n| (n * i) as u8).collect()),
-            _ => Message::Text("κόσμε".repeat(i)),
+            _ => Message::text("κόσμε".repeat(i)),
         };
         ws.send(message.clone()).await.unwrap();
         assert_eq!(ws.recv().await.unwrap().unwrap(), message, "message {i}");

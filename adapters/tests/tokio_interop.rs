@@ -22,18 +22,18 @@ mod flavours;
 /// Text and binary of each length encoding (7-bit, 16-bit, 64-bit; RFC 6455 §5.2), empty too.
 fn messages() -> Vec<Message> {
     vec![
-        Message::Text(String::new()),
+        Message::text(String::new()),
         Message::Text("hello".into()),
-        Message::Text("κόσμε ".repeat(50)),
+        Message::text("κόσμε ".repeat(50)),
         Message::Binary((0..70_000).map(|i| i as u8).collect()),
-        Message::Text("x".repeat(1 << 20)),
-        Message::Binary(Vec::new()),
+        Message::text("x".repeat(1 << 20)),
+        Message::binary(Vec::new()),
     ]
 }
 
 fn to_tungstenite(message: &Message) -> TMessage {
     match message {
-        Message::Text(text) => TMessage::text(text.clone()),
+        Message::Text(text) => TMessage::text(text.as_str()),
         Message::Binary(data) => TMessage::binary(data.clone()),
     }
 }

@@ -64,7 +64,7 @@ async fn flood_both_ways() {
         let mut all_read = Some(all_read);
         let mut count = 0;
         while let Some(message) = reader.recv().await {
-            assert_eq!(message.unwrap(), Message::Text(format!("peer {count}")));
+            assert_eq!(message.unwrap(), Message::text(format!("peer {count}")));
             count += 1;
             if count == FLOOD {
                 all_read.take().unwrap().send(()).unwrap();
@@ -74,7 +74,7 @@ async fn flood_both_ways() {
     });
     let writing = tokio::spawn(async move {
         for i in 0..FLOOD {
-            writer.send(Message::Text(format!("ours {i}"))).await.unwrap();
+            writer.send(Message::text(format!("ours {i}"))).await.unwrap();
         }
         all_read_rx.await.unwrap();
         assert_eq!(writer.close(CloseCode::NORMAL, "done").await.unwrap(), None);
@@ -121,7 +121,7 @@ async fn reader_alone() {
     });
     for i in 0..10 {
         peer.ping(&[i]).await.unwrap();
-        peer.send(Message::Text(format!("{i}"))).await.unwrap();
+        peer.send(Message::text(format!("{i}"))).await.unwrap();
     }
     let closed = peer.close(CloseCode::NORMAL, "").await.unwrap();
     assert!(closed.clean, "our reader answered the close: {closed:?}");
@@ -145,7 +145,7 @@ async fn writer_alone() {
         (got, peer.closed().cloned())
     });
     for i in 0..5 {
-        writer.send(Message::Binary(vec![i; 100])).await.unwrap();
+        writer.send(Message::binary(vec![i; 100])).await.unwrap();
     }
     let closed = writer.close(CloseCode::NORMAL, "bye").await.unwrap().expect("the writer drove the close");
     assert!(closed.clean);

@@ -68,11 +68,11 @@ fn our_client_and_server_talk_over_tls_with_alpn_http11() {
         assert_eq!(session.alpn_protocol(), Some(&b"http/1.1"[..]));
         for size in [0, 1, 125, 126, 20_000, 70_000] {
             let text = "é".repeat(size / 2);
-            ws.send(Message::Text(text.clone())).await.unwrap();
-            assert_eq!(ws.recv().await.transpose().unwrap(), Some(Message::Text(text)));
+            ws.send(Message::text(text.clone())).await.unwrap();
+            assert_eq!(ws.recv().await.transpose().unwrap(), Some(Message::text(text)));
             let binary = vec![size as u8; size];
-            ws.send(Message::Binary(binary.clone())).await.unwrap();
-            assert_eq!(ws.recv().await.transpose().unwrap(), Some(Message::Binary(binary)));
+            ws.send(Message::binary(binary.clone())).await.unwrap();
+            assert_eq!(ws.recv().await.transpose().unwrap(), Some(Message::binary(binary)));
         }
         let closed = ws.close(CloseCode::NORMAL, "bye").await.unwrap();
         assert!(closed.clean, "{closed:?}");

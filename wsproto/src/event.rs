@@ -3,6 +3,8 @@
 use crate::close::CloseCode;
 use crate::error::{HandshakeError, ProtocolError, SendError};
 use crate::handshake::{Request, Response};
+use crate::text::Utf8Bytes;
+use bytes::Bytes;
 
 /// Something that happened on a connection, from [`Connection::poll_event`](crate::Connection::poll_event).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -11,12 +13,12 @@ pub enum Event {
     /// Server: a valid WebSocket upgrade request arrived (it passed the config's origin and
     /// subprotocol policies). Answer with [`accept`](crate::Connection::accept) or
     /// [`respond`](crate::Connection::respond) (a rejection).
-    Request(Request),
+    Request(Box<Request>),
     /// Server: a plain HTTP request (no `Upgrade: websocket`). Answer with
     /// [`respond`](crate::Connection::respond); the connection then closes.
-    HttpRequest(Request),
+    HttpRequest(Box<Request>),
     /// Client: the server accepted the upgrade; the connection is open.
-    Connected(Response),
+    Connected(Box<Response>),
     /// A whole message ([`ReceiveMode::Messages`](crate::ReceiveMode::Messages)).
     Message(Message),
     /// A piece of a message's payload as it arrived ([`ReceiveMode::Streaming`](crate::ReceiveMode::Streaming)).
@@ -25,36 +27,69 @@ pub enum Event {
         /// Text or binary, from the message's first frame.
         kind: MessageKind,
         /// The payload bytes, unmasked.
-        data: Vec<u8>,
+        data: Bytes,
         /// The first chunk of its message.
         first: bool,
         /// The last chunk of its message.
         last: bool,
     },
     /// A ping arrived (already answered when `auto_pong` is on).
-    Ping(Vec<u8>),
+    Ping(Bytes),
     /// A pong arrived.
-    Pong(Vec<u8>),
+    Pong(Bytes),
     /// The connection is over; nothing follows this event.
-    Closed(Closed),
+    Closed(Box<Closed>),
 }
 
-/// A whole message.
+impl Event {
+    /// The ending, if this is [`Event::Closed`]: for matching on its fields, which the box
+    /// around it (it is large and comes once) keeps a pattern from reaching.
+    pub fn closed(&self) -> Option<&Closed> {
+        match self {
+            Event::Closed(closed) => Some(closed),
+            _ => None,
+        }
+    }
+}
+
+/// A whole message. Its payload is a reference-counted buffer: a received message usually
+/// shares the connection's read buffer (no copy), and a message can be cloned, or sent to many
+/// connections, without copying its bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
     /// A text message, valid UTF-8.
-    Text(String),
+    Text(Utf8Bytes),
     /// A binary message.
-    Binary(Vec<u8>),
+    Binary(Bytes),
 }
 
 impl Message {
+    /// A text message (from a `String` without a copy, from a `&str` with one).
+    pub fn text(text: impl Into<Utf8Bytes>) -> Message {
+        Message::Text(text.into())
+    }
+
+    /// A binary message (from a `Vec<u8>` or [`Bytes`] without a copy, from a slice with one).
+    pub fn binary(data: impl Into<Bytes>) -> Message {
+        Message::Binary(data.into())
+    }
+
     /// The payload bytes.
     pub fn as_bytes(&self) -> &[u8] {
         match self {
             Message::Text(s) => s.as_bytes(),
             Message::Binary(b) => b,
         }
+    }
+
+    /// The payload length in bytes.
+    pub fn len(&self) -> usize {
+        self.as_bytes().len()
+    }
+
+    /// Whether the payload is empty.
+    pub fn is_empty(&self) -> bool {
+        self.as_bytes().is_empty()
     }
 
     /// Text or binary.
@@ -74,15 +109,15 @@ impl Message {
     }
 
     /// The text, if this is a text message; otherwise the message itself, back.
-    pub fn into_text(self) -> Result<String, Message> {
+    pub fn into_text(self) -> Result<Utf8Bytes, Message> {
         match self {
             Message::Text(s) => Ok(s),
             other => Err(other),
         }
     }
 
-    /// The payload bytes, whatever the kind (text as its UTF-8 encoding).
-    pub fn into_bytes(self) -> Vec<u8> {
+    /// The payload bytes, whatever the kind (text as its UTF-8 encoding), shared.
+    pub fn into_bytes(self) -> Bytes {
         match self {
             Message::Text(s) => s.into_bytes(),
             Message::Binary(b) => b,
@@ -90,38 +125,45 @@ impl Message {
     }
 }
 
-impl From<String> for Message {
+impl From<Utf8Bytes> for Message {
     /// A text message.
-    fn from(text: String) -> Self {
+    fn from(text: Utf8Bytes) -> Self {
         Message::Text(text)
+    }
+}
+
+impl From<String> for Message {
+    /// A text message, without a copy.
+    fn from(text: String) -> Self {
+        Message::Text(text.into())
     }
 }
 
 impl From<&str> for Message {
     /// A text message.
     fn from(text: &str) -> Self {
-        Message::Text(text.to_owned())
+        Message::Text(text.into())
     }
 }
 
 impl From<Vec<u8>> for Message {
-    /// A binary message.
+    /// A binary message, without a copy.
     fn from(data: Vec<u8>) -> Self {
-        Message::Binary(data)
+        Message::Binary(data.into())
     }
 }
 
 impl From<&[u8]> for Message {
     /// A binary message.
     fn from(data: &[u8]) -> Self {
-        Message::Binary(data.to_vec())
+        Message::Binary(Bytes::copy_from_slice(data))
     }
 }
 
-impl From<bytes::Bytes> for Message {
-    /// A binary message.
-    fn from(data: bytes::Bytes) -> Self {
-        Message::Binary(data.into())
+impl From<Bytes> for Message {
+    /// A binary message, without a copy.
+    fn from(data: Bytes) -> Self {
+        Message::Binary(data)
     }
 }
 

@@ -95,7 +95,9 @@
 //! feature's `DeflateConfig` for what a compressed connection costs.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]
-#![forbid(unsafe_code)]
+// `unsafe` is denied everywhere but in `text`, which views validated UTF-8 as `str` (its
+// `// SAFETY:` argument is at the top of the module; Miri runs its tests in CI).
+#![deny(unsafe_code)]
 
 mod close;
 mod config;
@@ -108,12 +110,13 @@ mod handshake;
 mod outgoing;
 mod random;
 mod role;
+mod text;
 mod timer;
 pub mod utf8;
 
 pub use close::{CloseCode, MAX_CLOSE_REASON};
 pub use config::{Config, KeepAlive, OriginPolicy, ReceiveMode, SubprotocolPolicy};
-pub use connection::{Connection, ConnectionState, UpgradeError, MAX_INFLATED_CHUNK};
+pub use connection::{Connection, ConnectionState, UpgradeError, MAX_BUFFERED_FRAME, MAX_INFLATED_CHUNK};
 pub use error::{HandshakeError, ProtocolError, SendError, UsageError};
 pub use event::{CloseCause, Closed, Event, LocalCause, Message, MessageKind, MessageNotSent};
 pub use frame::{HeaderError, PreparedFrame};
@@ -122,6 +125,11 @@ pub use handshake::{
 };
 pub use random::{OsRandom, RandomSource};
 pub use role::Role;
+pub use text::Utf8Bytes;
+
+/// The `bytes` crate this one's messages are made of ([`Message::Binary`] holds a
+/// [`Bytes`](bytes::Bytes)), re-exported so that callers use the same version.
+pub use bytes;
 
 #[cfg(feature = "deflate")]
 #[cfg_attr(docsrs, doc(cfg(feature = "deflate")))]

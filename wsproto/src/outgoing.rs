@@ -8,7 +8,7 @@
 use std::collections::VecDeque;
 use std::io::IoSlice;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use crate::frame::{apply_mask, FrameHeader, MAX_HEADER_LEN};
 
@@ -112,15 +112,39 @@ impl OutQueue {
         if payload.len() < OWN_CHUNK_THRESHOLD {
             return self.push_frame(header, &payload);
         }
-        let mut head = [0u8; MAX_HEADER_LEN];
-        let head_len = header.encode_into(&mut head);
         if let Some(key) = header.mask {
             apply_mask(&mut payload, key, 0);
         }
+        self.push_header_and_chunk(header, Bytes::from(payload));
+    }
+
+    /// Queues a frame whose payload the caller shares: small payloads are copied into the
+    /// coalescing buffer, large unmasked ones queued as they are (written vectored, no copy).
+    /// A large masked payload is masked in place when this is its only reference, and copied
+    /// otherwise, since masking must not change bytes someone else still sees.
+    pub(crate) fn push_frame_shared(&mut self, header: &FrameHeader, payload: Bytes) {
+        if payload.len() < OWN_CHUNK_THRESHOLD {
+            return self.push_frame(header, &payload);
+        }
+        let payload = match header.mask {
+            None => payload,
+            Some(key) => {
+                let mut unique = payload.try_into_mut().unwrap_or_else(|shared| BytesMut::from(&shared[..]));
+                apply_mask(&mut unique, key, 0);
+                unique.freeze()
+            }
+        };
+        self.push_header_and_chunk(header, payload);
+    }
+
+    /// The header into the coalescing buffer, then the payload as its own chunk.
+    fn push_header_and_chunk(&mut self, header: &FrameHeader, payload: Bytes) {
+        let mut head = [0u8; MAX_HEADER_LEN];
+        let head_len = header.encode_into(&mut head);
         self.tail().extend_from_slice(&head[..head_len]);
         self.len += head_len + payload.len();
         // Shared, not owned: the next small frame starts a fresh buffer instead of growing this one.
-        self.chunks.push_back(Chunk::Shared(Bytes::from(payload)));
+        self.chunks.push_back(Chunk::Shared(payload));
     }
 
     /// Queues already-encoded bytes shared with other queues.

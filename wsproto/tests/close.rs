@@ -17,15 +17,15 @@ fn client_initiated_close_is_clean_on_both_sides() {
         pair.run();
         let server_closed =
             Closed { code: CloseCode::NORMAL, reason: "done".into(), clean: true, cause: CloseCause::PeerClosed };
-        assert_eq!(pair.server_events, vec![Event::Closed(server_closed)]);
+        assert_eq!(pair.server_events, vec![Event::Closed(Box::new(server_closed))]);
         assert_eq!(
             pair.client_events,
-            vec![Event::Closed(Closed {
+            vec![Event::Closed(Box::new(Closed {
                 code: CloseCode::NORMAL,
                 reason: "".into(),
                 clean: true,
                 cause: CloseCause::LocalClosed
-            })]
+            }))]
         );
         // The server closes TCP first; the client waits for it.
         assert!(pair.server.should_close_transport());
@@ -44,11 +44,11 @@ fn server_initiated_close_and_client_tcp_wait_timeout() {
     pair.run();
     assert!(matches!(
         &pair.client_events[..],
-        [Event::Closed(Closed { code: CloseCode(4000), clean: true, cause: CloseCause::PeerClosed, .. })]
+        [event] if matches!(event.closed(), Some(Closed { code: CloseCode(4000), clean: true, cause: CloseCause::PeerClosed, .. }))
     ));
     assert!(matches!(
         &pair.server_events[..],
-        [Event::Closed(Closed { code: CloseCode(4000), clean: true, cause: CloseCause::LocalClosed, .. })]
+        [event] if matches!(event.closed(), Some(Closed { code: CloseCode(4000), clean: true, cause: CloseCause::LocalClosed, .. }))
     ));
     // The server never closes TCP (the link is idle): the client gives up after the close timeout.
     let limit = pair.now + Duration::from_secs(60);
@@ -61,12 +61,12 @@ fn close_without_status_is_echoed_empty() {
     let (events, frames) = run_both_ways(Config::default(), &client_frame(0x88, b""));
     assert_eq!(
         events,
-        vec![Event::Closed(Closed {
+        vec![Event::Closed(Box::new(Closed {
             code: CloseCode::NO_STATUS,
             reason: "".into(),
             clean: true,
             cause: CloseCause::PeerClosed
-        })]
+        }))]
     );
     assert_eq!(frames, vec![(OpCode::Close, vec![])]);
 }
@@ -95,12 +95,12 @@ fn close_handshake_timeout_when_the_peer_never_answers() {
     pair.advance_until(limit);
     assert_eq!(
         pair.server_events,
-        vec![Event::Closed(Closed {
+        vec![Event::Closed(Box::new(Closed {
             code: CloseCode::ABNORMAL,
             reason: "".into(),
             clean: false,
             cause: CloseCause::CloseTimeout
-        })]
+        }))]
     );
     assert!(pair.server.should_close_transport());
 }
@@ -112,7 +112,7 @@ fn messages_arriving_while_closing_are_still_reported() {
     pair.server.close(CloseCode::NORMAL, "").unwrap();
     pair.run();
     assert_eq!(pair.server_events[0], text("in flight"));
-    assert!(matches!(pair.server_events[1], Event::Closed(Closed { clean: true, .. })));
+    assert!(matches!(pair.server_events[1].closed(), Some(Closed { clean: true, .. })));
 }
 
 #[test]
@@ -123,11 +123,11 @@ fn simultaneous_close() {
     pair.run();
     assert!(matches!(
         &pair.client_events[..],
-        [Event::Closed(Closed { clean: true, cause: CloseCause::LocalClosed, .. })]
+        [event] if matches!(event.closed(), Some(Closed { clean: true, cause: CloseCause::LocalClosed, .. }))
     ));
     assert!(matches!(
         &pair.server_events[..],
-        [Event::Closed(Closed { clean: true, cause: CloseCause::LocalClosed, .. })]
+        [event] if matches!(event.closed(), Some(Closed { clean: true, cause: CloseCause::LocalClosed, .. }))
     ));
 }
 
@@ -140,12 +140,12 @@ fn eof_mid_message_reports_abnormal_closure() {
     server.receive_eof(now);
     assert_eq!(
         drain_events(&mut server),
-        vec![Event::Closed(Closed {
+        vec![Event::Closed(Box::new(Closed {
             code: CloseCode::ABNORMAL,
             reason: "".into(),
             clean: false,
             cause: CloseCause::Eof
-        })]
+        }))]
     );
     assert!(server.should_close_transport());
     server.receive(now, &frame[8..]);

@@ -21,21 +21,24 @@ fn pair(client: DeflateConfig, server: DeflateConfig) -> Pair {
 
 #[test]
 fn negotiated_both_ways_and_messages_round_trip() {
-    for piece in [1, 7, usize::MAX] {
+    for (piece, buffered) in [1, 7, usize::MAX].into_iter().flat_map(|piece| [(piece, false), (piece, true)]) {
         let mut pair =
             Pair::with_piece(with_deflate(DeflateConfig::default()), with_deflate(DeflateConfig::default()), piece);
+        if buffered {
+            pair = pair.buffered();
+        }
         let params = pair.server.compression().expect("server agreed");
         assert_eq!(pair.client.compression(), Some(params));
         let text = "a text that repeats itself, repeats itself, repeats itself. ".repeat(50);
         let binary: Vec<u8> = (0..50_000u32).map(|i| (i % 7) as u8).collect();
         for _ in 0..3 {
             pair.client.send_text(&text).unwrap();
-            pair.server.send(Message::Binary(binary.clone())).unwrap();
+            pair.server.send(Message::binary(binary.clone())).unwrap();
         }
         pair.client.send_text("short").unwrap();
         pair.run();
         assert_eq!(pair.server_events, [text.as_str(), text.as_str(), text.as_str(), "short"].map(support::text));
-        assert_eq!(pair.client_events, vec![Event::Message(Message::Binary(binary.clone())); 3]);
+        assert_eq!(pair.client_events, vec![Event::Message(Message::binary(binary.clone())); 3]);
     }
 }
 
@@ -68,7 +71,7 @@ fn a_message_sent_uncompressed_leaves_the_context_in_step() {
     let mut pair = pair(DeflateConfig::default(), DeflateConfig::default());
     let text = "a line that the next message repeats, a line that the next message repeats";
     pair.server.send_text(text).unwrap();
-    pair.server.send_uncompressed(Message::Text(text.to_owned())).unwrap();
+    pair.server.send_uncompressed(Message::text(text.to_owned())).unwrap();
     let out = drain_output(&mut pair.server);
     let (first, len) = FrameHeader::parse(&out).unwrap().unwrap();
     let (second, _) = FrameHeader::parse(&out[len + first.payload_len as usize..]).unwrap().unwrap();

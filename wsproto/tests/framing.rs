@@ -18,7 +18,7 @@ fn rfc_examples_through_the_server() {
     input.extend(client_frame(0x80, b"lo"));
     input.extend(client_frame(0x89, b"Hello"));
     let (events, frames) = run_both_ways(Config::default(), &input);
-    assert_eq!(events, vec![text("Hello"), text("Hello"), Event::Ping(b"Hello".to_vec())]);
+    assert_eq!(events, vec![text("Hello"), text("Hello"), Event::Ping(b"Hello".to_vec().into())]);
     assert_eq!(frames, vec![(OpCode::Pong, b"Hello".to_vec())]);
 }
 
@@ -33,11 +33,11 @@ fn rfc_length_examples_encode_byte_for_byte() {
         assert_eq!(&out[..header.len()], &header[..]);
         assert_eq!(&out[header.len()..], &payload[..]);
         // And the same payload sent as owned bytes, queued without a copy.
-        server.send(Message::Binary(payload.clone())).unwrap();
+        server.send(Message::binary(payload.clone())).unwrap();
         assert_eq!(drain_output(&mut server), out);
         // Decoding: the client side receives it back whole.
         let (events, _) = run_both_ways(Config::default(), &client_frame(0x82, &payload));
-        assert_eq!(events, vec![Event::Message(Message::Binary(payload))]);
+        assert_eq!(events, vec![Event::Message(Message::binary(payload))]);
     }
 }
 

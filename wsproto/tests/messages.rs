@@ -5,6 +5,7 @@ mod support;
 use std::time::Instant;
 
 use support::*;
+use wsproto::bytes::Bytes;
 use wsproto::frame::OpCode;
 use wsproto::*;
 
@@ -23,9 +24,9 @@ fn control_frames_between_fragments_and_messages_before_an_error_are_kept() {
     assert_eq!(
         &events[..4],
         &[
-            Event::Message(Message::Binary(b"kept".to_vec())),
-            Event::Ping(b"p".to_vec()),
-            Event::Pong(b"q".to_vec()),
+            Event::Message(Message::binary(b"kept".to_vec())),
+            Event::Ping(b"p".to_vec().into()),
+            Event::Pong(b"q".to_vec().into()),
             text("fragment"),
         ]
     );
@@ -46,7 +47,7 @@ fn empty_messages_and_empty_fragments() {
     ]
     .concat();
     let (events, _) = run_both_ways(Config::default(), &input);
-    assert_eq!(events, vec![text(""), Event::Message(Message::Binary(vec![])), text("κόσμε")]);
+    assert_eq!(events, vec![text(""), Event::Message(Message::binary(vec![])), text("κόσμε")]);
 }
 
 #[test]
@@ -58,7 +59,7 @@ fn streaming_mode_reports_chunks_as_they_arrive() {
     server.receive(now, &first[..9]);
     assert_eq!(
         drain_events(&mut server),
-        vec![Event::Chunk { kind: MessageKind::Text, data: b"abc".to_vec(), first: true, last: false }]
+        vec![Event::Chunk { kind: MessageKind::Text, data: b"abc".to_vec().into(), first: true, last: false }]
     );
     server.receive(now, &first[9..]);
     server.receive(now, &client_frame(0x80, b""));
@@ -66,8 +67,8 @@ fn streaming_mode_reports_chunks_as_they_arrive() {
     assert_eq!(
         events,
         vec![
-            Event::Chunk { kind: MessageKind::Text, data: b"def".to_vec(), first: false, last: false },
-            Event::Chunk { kind: MessageKind::Text, data: vec![], first: false, last: true },
+            Event::Chunk { kind: MessageKind::Text, data: b"def".to_vec().into(), first: false, last: false },
+            Event::Chunk { kind: MessageKind::Text, data: Bytes::new(), first: false, last: true },
         ]
     );
     // The concatenated chunks are the same whatever the chunking.
@@ -95,9 +96,9 @@ fn messages_both_ways_over_any_chunking() {
         pair.client.send_text("hello server").unwrap();
         pair.client.send_binary(&[0, 1, 2, 255]).unwrap();
         let big: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
-        pair.client.send(Message::Binary(big.clone())).unwrap();
+        pair.client.send(Message::binary(big.clone())).unwrap();
         pair.server.send_text("hello client").unwrap();
-        pair.server.send(Message::Text("κόσμε".repeat(5000))).unwrap();
+        pair.server.send(Message::text("κόσμε".repeat(5000))).unwrap();
         pair.client.send_fragment(MessageKind::Text, "κ".as_bytes(), false).unwrap();
         assert_eq!(pair.client.send_text("interleaved"), Err(UsageError::FragmentInProgress.into()));
         pair.client.ping(b"mid").unwrap();
@@ -107,15 +108,15 @@ fn messages_both_ways_over_any_chunking() {
             pair.server_events,
             vec![
                 text("hello server"),
-                Event::Message(Message::Binary(vec![0, 1, 2, 255])),
-                Event::Message(Message::Binary(big.clone())),
-                Event::Ping(b"mid".to_vec()),
+                Event::Message(Message::binary(vec![0, 1, 2, 255])),
+                Event::Message(Message::binary(big.clone())),
+                Event::Ping(b"mid".to_vec().into()),
                 text("κόσμε"),
             ]
         );
         assert_eq!(
             pair.client_events,
-            vec![text("hello client"), text(&"κόσμε".repeat(5000)), Event::Pong(b"mid".to_vec())]
+            vec![text("hello client"), text(&"κόσμε".repeat(5000)), Event::Pong(b"mid".to_vec().into())]
         );
     }
 }
@@ -124,6 +125,6 @@ fn messages_both_ways_over_any_chunking() {
 fn auto_pong_can_be_switched_off() {
     let config = Config { auto_pong: false, ..Config::default() };
     let (events, frames) = run_both_ways(config, &client_frame(0x89, b"x"));
-    assert_eq!(events, vec![Event::Ping(b"x".to_vec())]);
+    assert_eq!(events, vec![Event::Ping(b"x".to_vec().into())]);
     assert!(frames.is_empty());
 }

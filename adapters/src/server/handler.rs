@@ -1,5 +1,6 @@
 //! The application's side of a server.
 
+use wsproto::bytes::Bytes;
 use wsproto::{Accept, CloseCode, Closed, Message, MessageKind, OutgoingResponse, Request};
 
 use super::{ConnId, Context};
@@ -57,7 +58,7 @@ pub trait Handler {
         ctx: &mut Context<Self::State>,
         id: ConnId,
         kind: MessageKind,
-        data: Vec<u8>,
+        data: Bytes,
         first: bool,
         last: bool,
     ) {

@@ -232,7 +232,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Engine<S> {
                 match self.conn.poll_event() {
                     Some(Event::Closed(closed)) => {
                         tracing::debug!(code = closed.code.0, clean = closed.clean, "closed: {:?}", closed.cause);
-                        self.closed = Some(closed);
+                        self.closed = Some(*closed);
                     }
                     Some(event) => return Poll::Ready(Ok(event)),
                     None => break,
@@ -319,7 +319,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Engine<S> {
         if let Some(closed) = self.closed.take() {
             tracing::debug!("transport failed after the close: {error}");
             self.ended = Some(closed.clone());
-            return Poll::Ready(Ok(Event::Closed(closed)));
+            return Poll::Ready(Ok(Event::Closed(Box::new(closed))));
         }
         if let Error::Io(error) = error {
             return Poll::Ready(Err(self.fail(error)));
@@ -331,7 +331,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Engine<S> {
         match self.closed.take() {
             Some(closed) => {
                 self.ended = Some(closed.clone());
-                Ok(Event::Closed(closed))
+                Ok(Event::Closed(Box::new(closed)))
             }
             // The core ends every connection with a `Closed` event; do not wait for one forever.
             None => Err(Error::Closed),

@@ -291,7 +291,7 @@ where
                 tracing::debug!("opening handshake failed: {:?}", closed.cause);
                 return Err(match refused {
                     Some(error) => Error::Usage(error),
-                    None => handshake_failure(closed),
+                    None => handshake_failure(*closed),
                 });
             }
             _ => continue,
@@ -374,11 +374,11 @@ where
         match std::future::poll_fn(|cx| engine.poll_event(cx)).await? {
             Event::Connected(response) => {
                 tracing::debug!(subprotocol = response.subprotocol(), "connected");
-                return Ok((WebSocket { engine }, response));
+                return Ok((WebSocket { engine }, *response));
             }
             Event::Closed(closed) => {
                 tracing::debug!("opening handshake failed: {:?}", closed.cause);
-                return Err(handshake_failure(closed));
+                return Err(handshake_failure(*closed));
             }
             _ => {}
         }
@@ -528,7 +528,7 @@ fn poll_until_closed<S: AsyncRead + AsyncWrite + Unpin>(
             return Poll::Ready(engine.ended.clone().ok_or(Error::Closed));
         }
         match ready!(engine.poll_event(cx)) {
-            Ok(Event::Closed(closed)) => return Poll::Ready(Ok(closed)),
+            Ok(Event::Closed(closed)) => return Poll::Ready(Ok(*closed)),
             Ok(_) => {}
             Err(error) => return Poll::Ready(Err(error)),
         }
@@ -548,7 +548,7 @@ pub(crate) fn poll_message<S: AsyncRead + AsyncWrite + Unpin>(
         return Poll::Ready(match ready!(engine.poll_event(cx)) {
             Ok(Event::Message(message)) => Some(Ok(message)),
             Ok(Event::Closed(closed)) if closed.clean => None,
-            Ok(Event::Closed(closed)) => Some(Err(Error::Ended(closed))),
+            Ok(Event::Closed(closed)) => Some(Err(Error::Ended(*closed))),
             Ok(_) => continue,
             Err(Error::Closed) => None,
             Err(error) => Some(Err(error)),

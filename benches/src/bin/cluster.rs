@@ -159,7 +159,7 @@ async fn client(
     loop {
         tokio::select! {
             text = outgoing.recv() => match text {
-                Some(text) => if ws.send(Message::Text(text)).await.is_err() { return },
+                Some(text) => if ws.send(Message::text(text)).await.is_err() { return },
                 None => { let _ = ws.close(wsproto::CloseCode::NORMAL, "").await; return }
             },
             message = ws.recv() => match message {
@@ -201,7 +201,7 @@ async fn join(flavor: Flavor, addr: &str, index: usize) -> Result<WebSocket<Clie
             let deadline = Instant::now() + Duration::from_secs(10);
             loop {
                 let join = format!(r#"{{"type":"join","nick":"c{index:03}"}}"#);
-                ws.send(Message::Text(join)).await.map_err(|e| e.to_string())?;
+                ws.send(Message::text(join)).await.map_err(|e| e.to_string())?;
                 match expect_text(&mut ws, r#"{"type":"welcome""#).await {
                     Err(e) if e.contains("unavailable") && Instant::now() < deadline => {
                         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -225,7 +225,7 @@ async fn expect_text(ws: &mut WebSocket<ClientStream>, prefix: &str) -> Result<(
     loop {
         match ws.recv().await {
             Some(Ok(Message::Text(text))) if text.starts_with(prefix) => return Ok(()),
-            Some(Ok(Message::Text(text))) if text.contains(r#""type":"error""#) => return Err(text),
+            Some(Ok(Message::Text(text))) if text.contains(r#""type":"error""#) => return Err(text.into()),
             Some(Ok(_)) => {}
             Some(Err(e)) => return Err(e.to_string()),
             None => return Err("closed while joining".to_owned()),

@@ -79,7 +79,7 @@ async fn websocket(deflate: bool) {
     assert_eq!(ws.connection().compression().is_some(), deflate);
     let messages = [
         Message::Text("hello".into()),
-        Message::Text("compress me ".repeat(10_000)),
+        Message::text("compress me ".repeat(10_000)),
         Message::Binary((0..100_000).map(|i| (i % 251) as u8).collect()),
     ];
     for message in messages {

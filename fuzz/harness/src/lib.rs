@@ -37,6 +37,7 @@ use std::io::IoSlice;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use wsproto::bytes::Bytes;
 use wsproto::frame::{apply_mask, FrameHeader, OpCode, MAX_CONTROL_PAYLOAD};
 use wsproto::{
     accept_key, Accept, CloseCause, CloseCode, Closed, Config, Connection, ConnectionState, Event, KeepAlive, Message,
@@ -438,26 +439,56 @@ impl EventChecker {
                     CloseCause::KeepAliveTimeout => assert_eq!(closed.code, CloseCode::INTERNAL_ERROR),
                     _ => assert_eq!(closed.code, CloseCode::ABNORMAL, "{closed:?}"),
                 }
-                self.closed = Some(closed.clone());
+                self.closed = Some(*closed.clone());
             }
             other => panic!("unknown event {other:?}"),
         }
     }
 }
 
-/// The heap bytes an event owns (what the connection hands over when it is polled).
+/// Takes a polled event off the connection's allocations; answers it and the heap bytes the
+/// connection handed over with it. A payload shares a buffer whose size it does not tell
+/// ([`Bytes`]), so it is measured: the payload is copied (exactly its length) and the original
+/// dropped, which frees what it held unless something else still shares it.
+fn take_event(event: Event) -> (Event, isize) {
+    fn copy(bytes: Bytes) -> Bytes {
+        Bytes::copy_from_slice(&bytes)
+    }
+    let before = live_bytes();
+    let (event, copied) = match event {
+        Event::Message(Message::Text(text)) => {
+            let len = text.len();
+            (Event::Message(Message::Text(wsproto::Utf8Bytes::from(text.as_str()))), len)
+        }
+        Event::Message(Message::Binary(data)) => {
+            let len = data.len();
+            (Event::Message(Message::Binary(copy(data))), len)
+        }
+        Event::Chunk { kind, data, first, last } => {
+            let len = data.len();
+            (Event::Chunk { kind, data: copy(data), first, last }, len)
+        }
+        Event::Ping(payload) => (Event::Ping(copy(payload.clone())), payload.len()),
+        Event::Pong(payload) => (Event::Pong(copy(payload.clone())), payload.len()),
+        other => {
+            let heap = event_heap(&other) as isize;
+            return (other, heap);
+        }
+    };
+    (event, before - live_bytes() + copied as isize)
+}
+
+/// The heap bytes a payload-free event owns (what the connection hands over when it is polled).
 fn event_heap(event: &Event) -> usize {
     fn headers(h: &[wsproto::Header]) -> usize {
         std::mem::size_of_val(h) + h.iter().map(|h| h.name.len() + h.value.len()).sum::<usize>()
     }
     match event {
-        Event::Request(r) | Event::HttpRequest(r) => r.method().len() + r.target().len() + headers(r.headers()),
-        Event::Connected(r) => headers(r.headers()),
-        Event::Message(Message::Text(s)) => s.capacity(),
-        Event::Message(Message::Binary(b)) => b.capacity(),
-        Event::Chunk { data, .. } => data.capacity(),
-        Event::Ping(p) | Event::Pong(p) => p.capacity(),
-        Event::Closed(c) => c.reason.capacity(),
+        Event::Request(r) | Event::HttpRequest(r) => {
+            std::mem::size_of::<wsproto::Request>() + r.method().len() + r.target().len() + headers(r.headers())
+        }
+        Event::Connected(r) => std::mem::size_of::<wsproto::Response>() + headers(r.headers()),
+        Event::Closed(c) => std::mem::size_of::<Closed>() + c.reason.capacity(),
         _ => 0,
     }
 }
@@ -1026,13 +1057,14 @@ impl Harness {
         let mut burst = 0;
         while let Some(event) = self.call(0, Connection::poll_event) {
             burst += 1;
-            self.held -= event_heap(&event) as isize;
+            let (event, handed_over) = take_event(event);
+            self.held -= handed_over;
             if matches!(event, Event::Connected(_)) {
                 self.note_compression();
             }
             self.ev.check(self.role, &self.config, &event);
             match &event {
-                Event::Request(request) => self.answer_request(request.clone()),
+                Event::Request(request) => self.answer_request(*request.clone()),
                 Event::HttpRequest(_) => {
                     let response = OutgoingResponse::new(404).text("not found");
                     self.call(self.last_input, |c| c.respond(response)).expect("respond to a pending plain request");
@@ -1041,7 +1073,7 @@ impl Harness {
                 // it still is now.
                 Event::Ping(payload) if self.config.auto_pong => {
                     let required = self.conn.state() == ConnectionState::Open;
-                    self.auto_pong(payload.clone(), required);
+                    self.auto_pong(payload.to_vec(), required);
                 }
                 _ => {}
             }
@@ -1304,8 +1336,8 @@ impl Harness {
     /// `send` (the owned path, which queues large payloads without copying).
     pub fn send_owned(&mut self, message: Message) {
         let (opcode, payload, capacity) = match &message {
-            Message::Text(t) => (OpCode::Text, t.as_bytes().to_vec(), t.capacity()),
-            Message::Binary(b) => (OpCode::Binary, b.clone(), b.capacity()),
+            Message::Text(t) => (OpCode::Text, t.as_bytes().to_vec(), t.len()),
+            Message::Binary(b) => (OpCode::Binary, b.to_vec(), b.len()),
         };
         if self.command(payload.len(), |c| c.send(message)).is_ok() {
             // The connection now owns the buffer (allocated outside any call).
@@ -1493,7 +1525,7 @@ fn normalize(events: &[Event]) -> (Vec<Event>, Vec<u8>) {
             (event, out.last_mut())
         {
             if !*l {
-                joined.extend_from_slice(data);
+                *joined = [&joined[..], &data[..]].concat().into();
                 *l = *last;
                 continue;
             }
@@ -1501,11 +1533,11 @@ fn normalize(events: &[Event]) -> (Vec<Event>, Vec<u8>) {
         out.push(event.clone());
     }
     let failed_midway = matches!(
-        out.last(),
-        Some(Event::Closed(Closed {
+        out.last().and_then(Event::closed),
+        Some(Closed {
             cause: CloseCause::Protocol(ProtocolError::InvalidUtf8 | ProtocolError::InvalidCompressedData),
             ..
-        }))
+        })
     );
     let mut unfinished = Vec::new();
     if failed_midway {

@@ -545,14 +545,14 @@ fn command(h: &mut Harness, op: &Op) {
         Op::AppBig { text, len, byte } => {
             let len = usize::from(*len) % (24 << 10);
             let message = if *text {
-                Message::Text(char::from(byte % 0x80).to_string().repeat(len))
+                Message::text(char::from(byte % 0x80).to_string().repeat(len))
             } else {
-                Message::Binary(vec![*byte; len])
+                Message::binary(vec![*byte; len])
             };
             h.send_owned(message);
         }
         Op::AppPrepared { text, data } => {
-            let message = if *text { Message::Text(data.clone()) } else { Message::Binary(data.clone().into_bytes()) };
+            let message = if *text { Message::text(data.clone()) } else { Message::binary(data.clone().into_bytes()) };
             h.send_prepared(&message);
         }
         Op::AppFragment { text, data, fin } => {

@@ -251,7 +251,7 @@ impl Connection {
             self.timers.set(Timer::Drain, self.now + self.config.drain_timeout);
         }
         let cause = self.closing.local_cause.map_or(cause, CloseCause::Local);
-        self.events.push_back(Event::Closed(Closed { code, reason, clean, cause }));
+        self.events.push_back(Event::Closed(Box::new(Closed { code, reason, clean, cause })));
     }
 }
 

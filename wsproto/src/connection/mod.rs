@@ -21,6 +21,8 @@ use std::io::IoSlice;
 use std::sync::Arc;
 use std::time::Instant;
 
+use bytes::BytesMut;
+
 use crate::config::Config;
 use crate::deflate::Session as Compression;
 use crate::error::UsageError;
@@ -39,7 +41,7 @@ use receive::Receiver;
 use send::Sender;
 pub use upgrade::UpgradeError;
 
-pub use receive::MAX_INFLATED_CHUNK;
+pub use receive::{MAX_BUFFERED_FRAME, MAX_INFLATED_CHUNK};
 
 /// Where a connection is in its life, as the application sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -345,6 +347,32 @@ impl Connection {
             }
             State::Closed => {}
         }
+    }
+
+    /// Hands the connection the transport's bytes in a buffer it may take them from: a whole
+    /// frame of an unfragmented, uncompressed message is split off `buf` and delivered without
+    /// a copy (its [`Message`](crate::Message) shares `buf`'s allocation), and an unfinished
+    /// frame whose payload is at most [`MAX_BUFFERED_FRAME`] bytes is left in `buf`: append the
+    /// next read to it and call again. Everything else is consumed as by
+    /// [`receive`](Self::receive). So what `buf` holds afterwards is empty or the start of one
+    /// frame, at most [`MAX_HEADER_LEN`](crate::frame::MAX_HEADER_LEN) + `MAX_BUFFERED_FRAME`
+    /// bytes.
+    ///
+    /// A read buffer reused this way allocates nothing per message once messages are dropped
+    /// before the next read: [`BytesMut::reserve`] then reclaims the space they shared.
+    pub fn receive_buf(&mut self, now: Instant, buf: &mut BytesMut) {
+        if !matches!(self.state, State::Open | State::Closing) || self.recv.inflated_waiting {
+            self.receive(now, buf);
+            buf.clear();
+            return;
+        }
+        self.now = self.now.max(now);
+        if buf.is_empty() || self.closing.close_transport {
+            buf.clear();
+            return;
+        }
+        self.note_activity();
+        self.receive_frames_buf(buf);
     }
 
     /// Tells the connection the transport reached end of file: the peer will send nothing more.

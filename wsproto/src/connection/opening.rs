@@ -111,7 +111,7 @@ impl Connection {
         if !request.is_upgrade() {
             self.request = Some(request.clone());
             self.await_answer(false);
-            self.events.push_back(Event::HttpRequest(request));
+            self.events.push_back(Event::HttpRequest(Box::new(request)));
             return;
         }
         if let Err(error) = self.check_request(&request) {
@@ -120,7 +120,7 @@ impl Connection {
         }
         self.request = Some(request.clone());
         self.await_answer(true);
-        self.events.push_back(Event::Request(request));
+        self.events.push_back(Event::Request(Box::new(request)));
     }
 
     /// RFC 6455 §4.2.1 plus the config's origin and subprotocol policies.
@@ -150,7 +150,7 @@ impl Connection {
         self.compression = compression;
         self.subprotocol = response.subprotocol().map(str::to_owned);
         self.response = Some(response.clone());
-        self.events.push_back(Event::Connected(response));
+        self.events.push_back(Event::Connected(Box::new(response)));
         self.open();
     }
 

@@ -7,9 +7,12 @@ use super::{Connection, State};
 use crate::close::{parse_close_payload, ClosePayloadError};
 use crate::config::ReceiveMode;
 use crate::error::ProtocolError;
+use bytes::{Buf, Bytes, BytesMut};
+
 use crate::event::{Event, Message, MessageKind};
 use crate::frame::{apply_mask, FrameHeader, OpCode, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN, RSV1};
 use crate::role::Role;
+use crate::text::{Assembler, Utf8Bytes};
 use crate::utf8::Utf8Validator;
 
 /// What the receive path keeps between reads.
@@ -62,11 +65,12 @@ pub(super) struct FrameInProgress {
 #[derive(Debug)]
 pub(super) struct MessageInProgress {
     kind: MessageKind,
-    /// Messages mode: the payload so far. Streaming mode: unused.
-    buf: Vec<u8>,
+    /// Messages mode: the payload so far (text validated as it arrives). Streaming mode: `None`.
+    assembled: Option<Assembler>,
     /// Payload bytes so far, all frames.
     len: usize,
     fragments: usize,
+    /// Streaming mode: text validated across chunks.
     utf8: Utf8Validator,
     /// Streaming mode: whether a chunk of this message has been reported yet.
     reported: bool,
@@ -81,6 +85,45 @@ pub(super) struct MessageInProgress {
 /// Streaming mode: the most inflated bytes one [`Event::Chunk`] of a compressed message
 /// carries (permessage-deflate).
 pub const MAX_INFLATED_CHUNK: usize = 32 << 10;
+
+/// Buffered input ([`Connection::receive_buf`](crate::Connection::receive_buf)): the largest
+/// frame payload left in the caller's buffer until all of it has arrived, so that it can be
+/// split off without a copy. A longer frame is taken piece by piece, as from a slice.
+pub const MAX_BUFFERED_FRAME: usize = 64 << 10;
+
+/// Where received bytes come from: a borrowed slice (payloads are copied out of it), or the
+/// caller's buffer (whole frames are split off it without a copy, and an unfinished small
+/// frame is left in it, to be completed by the next read).
+pub(super) enum Input<'a> {
+    Slice(&'a [u8]),
+    Buf(&'a mut BytesMut),
+}
+
+impl Input<'_> {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Input::Slice(slice) => slice,
+            Input::Buf(buf) => buf,
+        }
+    }
+
+    fn advance(&mut self, n: usize) {
+        match self {
+            Input::Slice(slice) => *slice = &slice[n..],
+            Input::Buf(buf) => buf.advance(n),
+        }
+    }
+}
+
+/// What [`Connection::receive_whole_frame`] did.
+enum WholeFrame {
+    /// Split off and reported.
+    Taken,
+    /// Not all of it is at hand yet: leave it in the buffer.
+    Incomplete,
+    /// Not a frame for this path; the general one takes it (and reports its errors).
+    Other,
+}
 
 /// Received bytes not yet processed because inflated data waits to be taken (see
 /// `Receiver::inflated_waiting`).
@@ -97,34 +140,106 @@ impl Connection {
     /// Processes received frame bytes; what is left when inflated data must first be taken
     /// is held for [`resume_held_input`](Self::resume_held_input).
     pub(super) fn receive_frames(&mut self, input: &[u8]) {
-        let rest = self.process_frames(input);
-        if self.recv.inflated_waiting && !rest.is_empty() {
-            self.recv.held.bytes.extend_from_slice(rest);
+        let mut input = Input::Slice(input);
+        self.process_frames(&mut input);
+        if self.recv.inflated_waiting && !input.bytes().is_empty() {
+            self.recv.held.bytes.extend_from_slice(input.bytes());
         }
     }
 
-    /// Processes frames until the input is used up, the connection ends or inflated data waits
-    /// to be taken; answers the input left.
-    fn process_frames<'a>(&mut self, mut input: &'a [u8]) -> &'a [u8] {
-        while !input.is_empty()
+    /// Buffered input: as [`receive_frames`](Self::receive_frames), but whole frames are split
+    /// off `buf`, and an unfinished frame of at most [`MAX_BUFFERED_FRAME`] is left in it.
+    pub(super) fn receive_frames_buf(&mut self, buf: &mut BytesMut) {
+        let mut input = Input::Buf(buf);
+        let left = self.process_frames(&mut input);
+        if !left {
+            return;
+        }
+        if self.recv.inflated_waiting && !input.bytes().is_empty() {
+            self.recv.held.bytes.extend_from_slice(input.bytes());
+            input.advance(input.bytes().len());
+        }
+    }
+
+    /// Processes frames until the input is used up, the connection ends, inflated data waits
+    /// to be taken, or (buffered input) an unfinished frame is left for the next read. Answers
+    /// whether the input left is still wanted; if not, it was all consumed.
+    fn process_frames(&mut self, input: &mut Input<'_>) -> bool {
+        while !input.bytes().is_empty()
             && matches!(self.state, State::Open | State::Closing)
             && !self.ending_pending()
             && !self.recv.inflated_waiting
         {
-            let step = if self.recv.frame.is_some() { self.receive_payload(input) } else { self.receive_header(input) };
+            if let Input::Buf(buf) = input {
+                match self.receive_whole_frame(buf) {
+                    Ok(WholeFrame::Taken) => continue,
+                    Ok(WholeFrame::Incomplete) => return true,
+                    Ok(WholeFrame::Other) => {}
+                    Err(error) => {
+                        self.fail(error);
+                        buf.clear();
+                        return false;
+                    }
+                }
+            }
+            let step = if self.recv.frame.is_some() {
+                self.receive_payload(input.bytes())
+            } else {
+                self.receive_header(input.bytes())
+            };
             match step {
-                Ok(consumed) => input = &input[consumed..],
+                Ok(consumed) => input.advance(consumed),
                 Err(error) => {
                     self.fail(error);
-                    return &[];
+                    input.advance(input.bytes().len());
+                    return false;
                 }
             }
         }
         if matches!(self.state, State::Open | State::Closing) && !self.ending_pending() {
-            input
+            true
         } else {
-            &[]
+            input.advance(input.bytes().len());
+            false
         }
+    }
+
+    /// Buffered input, between frames: an unfragmented, uncompressed data message whose frame
+    /// is all in `buf` is unmasked in place and split off without a copy; text is validated
+    /// once, whole. The frame must pass every check of [`on_header`](Self::on_header) here;
+    /// anything else is the general path's, which reports the error.
+    fn receive_whole_frame(&mut self, buf: &mut BytesMut) -> Result<WholeFrame, ProtocolError> {
+        let between_frames = self.recv.frame.is_none() && self.recv.header_len == 0;
+        if !between_frames || self.recv.message.is_some() || self.config.receive_mode != ReceiveMode::Messages {
+            return Ok(WholeFrame::Other);
+        }
+        let Some((header, header_len)) = FrameHeader::parse(buf)? else { return Ok(WholeFrame::Incomplete) };
+        let mask_ok = match self.role {
+            Role::Server => header.mask.is_some(),
+            Role::Client => header.mask.is_none(),
+        };
+        let limit = self.config.max_frame_size.min(self.config.max_message_size).min(MAX_BUFFERED_FRAME) as u64;
+        let plain_data = header.fin && header.rsv == 0 && matches!(header.opcode, OpCode::Text | OpCode::Binary);
+        if !plain_data || !mask_ok || header.payload_len > limit {
+            return Ok(WholeFrame::Other);
+        }
+        let len = header.payload_len as usize;
+        if buf.len() - header_len < len {
+            return Ok(WholeFrame::Incomplete);
+        }
+        buf.advance(header_len);
+        let mut payload = buf.split_to(len);
+        if let Some(key) = header.mask {
+            apply_mask(&mut payload, key, 0);
+        }
+        let payload = payload.freeze();
+        let message = if header.opcode == OpCode::Text {
+            Message::Text(Utf8Bytes::try_from(payload).map_err(|_| ProtocolError::InvalidUtf8)?)
+        } else {
+            Message::Binary(payload)
+        };
+        self.events.push_back(Event::Message(message));
+        Ok(WholeFrame::Taken)
     }
 
     /// The application took every event: go on with the input held behind inflated data.
@@ -137,7 +252,9 @@ impl Connection {
             return;
         }
         let mut held = std::mem::take(&mut self.recv.held);
-        let left = self.process_frames(&held.bytes[held.start..]).len();
+        let mut input = Input::Slice(&held.bytes[held.start..]);
+        self.process_frames(&mut input);
+        let left = input.bytes().len();
         if self.recv.inflated_waiting && left > 0 {
             held.start = held.bytes.len() - left;
             self.recv.held = held;
@@ -220,10 +337,10 @@ impl Connection {
                 (_, Some(_)) => return Err(ProtocolError::ExpectedContinuation),
                 (opcode, None) => {
                     let kind = if opcode == OpCode::Text { MessageKind::Text } else { MessageKind::Binary };
-                    let buf = if streaming { Vec::new() } else { Vec::with_capacity(len.min(available)) };
+                    let assembled = (!streaming).then(|| Assembler::new(kind, len.min(available)));
                     self.recv.message = Some(MessageInProgress {
                         kind,
-                        buf,
+                        assembled,
                         len: 0,
                         fragments: 1,
                         utf8: Utf8Validator::new(),
@@ -277,14 +394,12 @@ impl Connection {
             message.len += take;
             match self.config.receive_mode {
                 ReceiveMode::Messages => {
-                    let start = message.buf.len();
-                    message.buf.extend_from_slice(chunk);
-                    let new = &mut message.buf[start..];
-                    if let Some(key) = mask {
-                        apply_mask(new, key, offset);
-                    }
-                    if message.kind == MessageKind::Text {
-                        message.utf8.feed(new).map_err(|_| ProtocolError::InvalidUtf8)?;
+                    if let Some(assembled) = message.assembled.as_mut() {
+                        match mask {
+                            Some(key) => assembled.push_masked(chunk, key, offset),
+                            None => assembled.push(chunk),
+                        }
+                        .map_err(|_| ProtocolError::InvalidUtf8)?;
                     }
                 }
                 ReceiveMode::Streaming => {
@@ -301,7 +416,7 @@ impl Connection {
                     }
                     let first = !message.reported;
                     message.reported = true;
-                    self.events.push_back(Event::Chunk { kind: message.kind, data, first, last });
+                    self.events.push_back(Event::Chunk { kind: message.kind, data: data.into(), first, last });
                 }
             }
         }
@@ -342,15 +457,19 @@ impl Connection {
         let (limit, max_output) =
             if streaming { (usize::MAX, MAX_INFLATED_CHUNK) } else { (self.config.max_message_size, usize::MAX) };
         let mut streamed = Vec::new();
-        let out = if streaming { &mut streamed } else { &mut message.buf };
-        let utf8 = (message.kind == MessageKind::Text).then_some(&mut message.utf8);
-        let took = compression.inflate(input, &mut message.inflated, limit, max_output, &mut text_sink(out, utf8))?;
+        let took = compression.inflate(
+            input,
+            &mut message.inflated,
+            limit,
+            max_output,
+            &mut inflated_sink(message.kind, &mut message.assembled, &mut streamed, &mut message.utf8),
+        )?;
         message.len += took;
         message.inflater_full = streamed.len() == max_output;
         if !streamed.is_empty() {
             let first = !message.reported;
             message.reported = true;
-            self.events.push_back(Event::Chunk { kind: message.kind, data: streamed, first, last: false });
+            self.events.push_back(Event::Chunk { kind: message.kind, data: streamed.into(), first, last: false });
             self.recv.inflated_waiting = true;
         }
         Ok(took)
@@ -377,14 +496,14 @@ impl Connection {
         let Some(frame) = self.recv.frame.take() else { return Ok(()) };
         match frame.opcode {
             OpCode::Ping => {
-                let payload = std::mem::take(&mut self.recv.control);
+                let payload = Bytes::from(std::mem::take(&mut self.recv.control));
                 if self.config.auto_pong && self.state == State::Open {
                     self.queue_control(OpCode::Pong, &payload);
                 }
                 self.events.push_back(Event::Ping(payload));
             }
             OpCode::Pong => {
-                let payload = std::mem::take(&mut self.recv.control);
+                let payload = Bytes::from(std::mem::take(&mut self.recv.control));
                 self.events.push_back(Event::Pong(payload));
             }
             OpCode::Close => self.on_close_frame()?,
@@ -407,29 +526,27 @@ impl Connection {
             let compression = self.compression.as_mut().ok_or(ProtocolError::ReservedBits(RSV1))?;
             let streaming = self.config.receive_mode == ReceiveMode::Streaming;
             let limit = if streaming { usize::MAX } else { self.config.max_message_size };
-            let out = if streaming { &mut tail } else { &mut message.buf };
-            let utf8 = (message.kind == MessageKind::Text).then_some(&mut message.utf8);
-            compression.finish_message(&mut message.inflated, limit, &mut text_sink(out, utf8))?;
-        }
-        if message.kind == MessageKind::Text && !message.utf8.is_complete() {
-            return Err(ProtocolError::InvalidUtf8);
+            compression.finish_message(
+                &mut message.inflated,
+                limit,
+                &mut inflated_sink(message.kind, &mut message.assembled, &mut tail, &mut message.utf8),
+            )?;
         }
         self.recv.inflated_waiting |= message.compressed;
-        match self.config.receive_mode {
-            ReceiveMode::Messages => {
-                let message = match message.kind {
-                    MessageKind::Text => {
-                        Message::Text(String::from_utf8(message.buf).map_err(|_| ProtocolError::InvalidUtf8)?)
-                    }
-                    MessageKind::Binary => Message::Binary(message.buf),
-                };
+        match message.assembled.take() {
+            Some(assembled) => {
+                let message = assembled.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
                 self.events.push_back(Event::Message(message));
             }
-            ReceiveMode::Streaming if final_frame_empty || message.compressed => {
-                let first = !message.reported;
-                self.events.push_back(Event::Chunk { kind: message.kind, data: tail, first, last: true });
+            None => {
+                if message.kind == MessageKind::Text && !message.utf8.is_complete() {
+                    return Err(ProtocolError::InvalidUtf8);
+                }
+                if final_frame_empty || message.compressed {
+                    let first = !message.reported;
+                    self.events.push_back(Event::Chunk { kind: message.kind, data: tail.into(), first, last: true });
+                }
             }
-            ReceiveMode::Streaming => {}
         }
         Ok(())
     }
@@ -445,16 +562,24 @@ impl Connection {
     }
 }
 
-/// Where inflated bytes go: appended to `out`, validated on the way when the message is text.
-fn text_sink<'a>(
-    out: &'a mut Vec<u8>,
-    mut utf8: Option<&'a mut Utf8Validator>,
+/// Where inflated bytes go: into the message being assembled (messages mode), or appended to
+/// `streamed` and validated across chunks when text (streaming mode).
+fn inflated_sink<'a>(
+    kind: MessageKind,
+    assembled: &'a mut Option<Assembler>,
+    streamed: &'a mut Vec<u8>,
+    utf8: &'a mut Utf8Validator,
 ) -> impl FnMut(&[u8]) -> Result<(), ProtocolError> + 'a {
+    let text = kind == MessageKind::Text;
     move |piece| {
-        if let Some(utf8) = utf8.as_deref_mut() {
-            utf8.feed(piece).map_err(|_| ProtocolError::InvalidUtf8)?;
+        match assembled.as_mut() {
+            Some(assembled) => assembled.push(piece),
+            None => {
+                let checked = if text { utf8.feed(piece) } else { Ok(()) };
+                streamed.extend_from_slice(piece);
+                checked
+            }
         }
-        out.extend_from_slice(piece);
-        Ok(())
+        .map_err(|_| ProtocolError::InvalidUtf8)
     }
 }

@@ -88,7 +88,7 @@ impl Connection {
             }
         }
         let header = self.data_header(opcode, true, payload.len());
-        self.send.out.push_frame_owned(&header, payload);
+        self.send.out.push_frame_shared(&header, payload);
         Ok(())
     }
 

@@ -6,7 +6,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wsproto::frame::{apply_mask, FrameHeader, OpCode};
+use wsproto::bytes::BytesMut;
+use wsproto::frame::{apply_mask, FrameHeader, OpCode, MAX_HEADER_LEN};
 use wsproto::*;
 
 pub const HANDSHAKE: &[u8] = b"GET /chat HTTP/1.1\r\nHost: example.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
@@ -115,11 +116,35 @@ pub fn run_server(config: Config, input: &[u8], piece: usize) -> (Vec<Event>, Ve
     (events, parse_server_frames(&output))
 }
 
-/// Runs a fixture whole and one byte at a time and checks both give the same events and output.
+/// As [`run_server`], through [`Connection::receive_buf`]: each piece is appended to one read
+/// buffer, which keeps what the connection leaves in it (never more than one small frame).
+pub fn run_server_buffered(config: Config, input: &[u8], piece: usize) -> (Vec<Event>, Vec<(OpCode, Vec<u8>)>) {
+    let now = Instant::now();
+    let mut server = open_server(config, now);
+    let mut buf = BytesMut::new();
+    let mut events = Vec::new();
+    let mut output = Vec::new();
+    for chunk in input.chunks(piece.max(1)) {
+        buf.extend_from_slice(chunk);
+        server.receive_buf(now, &mut buf);
+        assert!(buf.len() <= MAX_HEADER_LEN + MAX_BUFFERED_FRAME, "{} bytes left in the buffer", buf.len());
+        events.extend(drain_events(&mut server));
+        output.extend(drain_output(&mut server));
+        server.release_buffers();
+    }
+    (events, parse_server_frames(&output))
+}
+
+/// Runs a fixture whole and one byte at a time, from a slice and through a read buffer, and
+/// checks all four give the same events and output.
 pub fn run_both_ways(config: Config, input: &[u8]) -> (Vec<Event>, Vec<(OpCode, Vec<u8>)>) {
     let whole = run_server(config.clone(), input, input.len());
-    let bytewise = run_server(config, input, 1);
+    let bytewise = run_server(config.clone(), input, 1);
     assert_eq!(whole, bytewise, "fed whole vs one byte at a time");
+    let buffered = run_server_buffered(config.clone(), input, input.len());
+    assert_eq!(whole, buffered, "fed whole from a slice vs through a read buffer");
+    let buffered_bytewise = run_server_buffered(config, input, 1);
+    assert_eq!(whole, buffered_bytewise, "fed whole vs one byte at a time through a read buffer");
     whole
 }
 
@@ -141,6 +166,9 @@ pub struct Pair {
     pub piece: usize,
     /// A cut link: bytes written are lost.
     pub cut: bool,
+    /// Receive through read buffers ([`Connection::receive_buf`]): the client's, then the
+    /// server's, each keeping what its connection left in it.
+    pub buffers: Option<(BytesMut, BytesMut)>,
 }
 
 impl Pair {
@@ -155,7 +183,16 @@ impl Pair {
         let client =
             Connection::client_with_rng(Arc::new(client_config), request, now, Box::new(CountingRng(7))).unwrap();
         let server = Connection::server(Arc::new(server_config), now);
-        let mut pair = Pair { client, server, now, client_events: vec![], server_events: vec![], piece, cut: false };
+        let mut pair = Pair {
+            client,
+            server,
+            now,
+            client_events: vec![],
+            server_events: vec![],
+            piece,
+            cut: false,
+            buffers: None,
+        };
         pair.run();
         assert!(matches!(pair.client_events.remove(0), Event::Connected(_)));
         assert!(matches!(pair.server_events.remove(0), Event::Request(_)));
@@ -164,11 +201,30 @@ impl Pair {
         pair
     }
 
-    pub fn transfer(from: &mut Connection, to: &mut Connection, now: Instant, piece: usize, cut: bool) -> bool {
+    /// The same pair, receiving through read buffers from now on.
+    pub fn buffered(mut self) -> Pair {
+        self.buffers = Some((BytesMut::new(), BytesMut::new()));
+        self
+    }
+
+    pub fn transfer(
+        from: &mut Connection,
+        to: &mut Connection,
+        mut to_buf: Option<&mut BytesMut>,
+        now: Instant,
+        piece: usize,
+        cut: bool,
+    ) -> bool {
         let bytes = drain_output_at(from, now);
         if !cut {
             for chunk in bytes.chunks(piece.max(1)) {
-                to.receive(now, chunk);
+                match to_buf.as_deref_mut() {
+                    Some(buf) => {
+                        buf.extend_from_slice(chunk);
+                        to.receive_buf(now, buf);
+                    }
+                    None => to.receive(now, chunk),
+                }
             }
         }
         !bytes.is_empty()
@@ -177,14 +233,19 @@ impl Pair {
     /// Moves bytes both ways until nothing moves; the server accepts every upgrade.
     pub fn run(&mut self) {
         loop {
-            let mut moved = Pair::transfer(&mut self.client, &mut self.server, self.now, self.piece, self.cut);
+            let (client_buf, server_buf) = match self.buffers.as_mut() {
+                Some((client, server)) => (Some(client), Some(server)),
+                None => (None, None),
+            };
+            let mut moved =
+                Pair::transfer(&mut self.client, &mut self.server, server_buf, self.now, self.piece, self.cut);
             while let Some(event) = self.server.poll_event() {
                 if matches!(event, Event::Request(_)) {
                     self.server.accept(Accept::new()).unwrap();
                 }
                 self.server_events.push(event);
             }
-            moved |= Pair::transfer(&mut self.server, &mut self.client, self.now, self.piece, self.cut);
+            moved |= Pair::transfer(&mut self.server, &mut self.client, client_buf, self.now, self.piece, self.cut);
             self.client_events.extend(drain_events(&mut self.client));
             self.server_events.extend(drain_events(&mut self.server));
             if !moved {

@@ -162,7 +162,7 @@ fn run_tokio(args: Args, config: Config) -> ExitCode {
             }
         }
         for text in &args.send {
-            ws.send(Message::Text(text.clone())).await.map_err(|e| format!("send failed: {e}"))?;
+            ws.send(Message::text(text.clone())).await.map_err(|e| format!("send failed: {e}"))?;
             match ws.recv().await {
                 Some(Ok(Message::Text(reply))) => println!("{reply}"),
                 Some(Ok(Message::Binary(reply))) => println!("<{} bytes of binary>", reply.len()),
