@@ -11,7 +11,7 @@ use std::io::IoSlice;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use wsproto::{Accept, Config, Connection, Event, MessageKind};
 
 use crate::frames::{self, Kind, MASK_KEY};
@@ -208,6 +208,9 @@ fn kind_of(kind: MessageKind) -> Kind {
 pub struct OursCodec {
     conn: Connection,
     now: Instant,
+    /// The read buffer, reused: bytes are copied in as from a socket, and whole frames split
+    /// off as messages (what the mio adapter's loop does).
+    read_buf: BytesMut,
 }
 
 impl OursCodec {
@@ -223,7 +226,14 @@ impl OursCodec {
         conn.accept(Accept::new()).expect("accept");
         let n = conn.queued_bytes();
         conn.advance_outgoing(now, n);
-        OursCodec { conn, now }
+        OursCodec { conn, now, read_buf: BytesMut::new() }
+    }
+
+    /// Hands the connection `input` the way a driver does: appended to the read buffer, which
+    /// keeps what the connection leaves in it.
+    fn feed(&mut self, input: &[u8]) {
+        self.read_buf.extend_from_slice(input);
+        self.conn.receive_buf(self.now, &mut self.read_buf);
     }
 
     /// Our echo server's work per message, as the mio adapter does it: receive `messages`
@@ -231,7 +241,7 @@ impl OursCodec {
     /// drain the queue, release the buffers kept for reuse (the adapter does so whenever the
     /// queue empties).
     pub fn echo(&mut self, input: &Bytes, messages: usize) {
-        self.conn.receive(self.now, input);
+        self.feed(input);
         let mut count = 0;
         while let Some(event) = self.conn.poll_event() {
             match event {
@@ -268,7 +278,7 @@ impl Default for OursCodec {
 
 impl Decode for OursCodec {
     fn decode(&mut self, input: &Bytes, messages: usize) -> usize {
-        self.conn.receive(self.now, input);
+        self.feed(input);
         let (mut count, mut bytes) = (0, 0);
         while let Some(event) = self.conn.poll_event() {
             match event {
@@ -285,7 +295,7 @@ impl Decode for OursCodec {
     }
 
     fn decode_collect(&mut self, input: &Bytes, messages: usize) -> Vec<(Kind, Vec<u8>)> {
-        self.conn.receive(self.now, input);
+        self.feed(input);
         let mut out = Vec::new();
         while let Some(event) = self.conn.poll_event() {
             match event {

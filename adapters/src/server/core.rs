@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use wsproto::{CloseCode, Connection, Event, OutgoingResponse};
 
+use super::input::Input;
 use super::registry::Entry;
 use super::{Command, ConnId, Context, Handler, ServerOptions};
 
@@ -15,6 +16,7 @@ use super::{Command, ConnId, Context, Handler, ServerOptions};
 pub(crate) struct Core<H: Handler> {
     pub(crate) ctx: Context<H::State>,
     pub(crate) handler: H,
+    input: Input,
 }
 
 /// What the driver should do with a connection just accepted.
@@ -28,7 +30,7 @@ pub(crate) enum Admission {
 
 impl<H: Handler> Core<H> {
     pub(crate) fn new(options: ServerOptions, handler: H) -> Self {
-        Core { ctx: Context::new(options, Instant::now()), handler }
+        Core { ctx: Context::new(options, Instant::now()), handler, input: Input::default() }
     }
 
     /// Sets the time of the loop turn that is starting.
@@ -111,7 +113,7 @@ impl<H: Handler> Core<H> {
     pub(crate) fn receive(&mut self, id: ConnId, data: &[u8]) {
         let now = self.ctx.now;
         let Some(entry) = self.ctx.slab.get_mut(id) else { return };
-        entry.conn.receive(now, data);
+        self.input.receive(id, &mut entry.conn, now, data);
         self.process(id);
     }
 
@@ -148,6 +150,7 @@ impl<H: Handler> Core<H> {
 
     /// The driver dropped the connection's socket.
     pub(crate) fn remove(&mut self, id: ConnId) -> Option<SocketAddr> {
+        self.input.forget(id);
         self.ctx.slab.remove(id).map(|entry| entry.peer)
     }
 

@@ -33,6 +33,7 @@
 mod context;
 pub(crate) mod core;
 mod handler;
+mod input;
 mod registry;
 
 use std::io;
