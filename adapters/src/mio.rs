@@ -85,6 +85,9 @@ const SHORT_READ_DRAINS: bool = cfg!(any(target_os = "linux", target_os = "andro
 /// (otherwise the config's close timeout) before the socket is dropped.
 const LINGER: Duration = Duration::from_secs(2);
 
+/// How often connections whose queue emptied give back the buffers they kept for reuse.
+const BUFFER_SWEEP: Duration = Duration::from_secs(1);
+
 impl Wake for Waker {
     fn wake(&self) -> io::Result<()> {
         Waker::wake(self)
@@ -164,6 +167,8 @@ impl<C: Send + 'static> Server<C> {
             commands: self.commands,
             timers: BinaryHeap::new(),
             read_buffer,
+            keeping: Vec::new(),
+            next_sweep: Instant::now() + BUFFER_SWEEP,
             sockets: Vec::new(),
             core: Core::new(self.options, handler),
             shutdown_deadline: None,
@@ -188,6 +193,8 @@ struct Socket {
     fin_sent: bool,
     /// The interest registered with the poll.
     writable_interest: bool,
+    /// Listed in `EventLoop::keeping`: its queue emptied and its buffers wait for the sweep.
+    keeping_buffers: bool,
     /// The TLS session under the WebSocket connection, for a TLS server.
     #[cfg(feature = "tls")]
     tls: Option<Box<rustls::ServerConnection>>,
@@ -211,6 +218,11 @@ struct EventLoop<H: Handler> {
     /// Deadlines, earliest first; stale entries are skipped when they come due.
     timers: BinaryHeap<Reverse<(Instant, ConnId)>>,
     read_buffer: Vec<u8>,
+    /// Connections whose queue emptied since the last sweep: they keep their buffers for the
+    /// next write until then, so a busy connection does not free and reallocate them at every
+    /// message; the sweep frees them for those still empty ([`Connection::release_buffers`]).
+    keeping: Vec<ConnId>,
+    next_sweep: Instant,
     /// Sockets by [`ConnId::index`]; a slot is filled exactly while the core has the id.
     sockets: Vec<Option<Socket>>,
     core: Core<H>,
@@ -227,7 +239,10 @@ impl<H: Handler> EventLoop<H> {
     fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
         loop {
-            let timeout = self.timers.peek().map(|Reverse((at, _))| at.saturating_duration_since(Instant::now()));
+            let next_timer = self.timers.peek().map(|Reverse((at, _))| *at);
+            let sweep = (!self.keeping.is_empty()).then_some(self.next_sweep);
+            let timeout =
+                [next_timer, sweep].into_iter().flatten().min().map(|at| at.saturating_duration_since(Instant::now()));
             let timeout = match (timeout, self.shutdown_deadline) {
                 (t, Some(deadline)) => {
                     let until = deadline.saturating_duration_since(Instant::now());
@@ -262,6 +277,7 @@ impl<H: Handler> EventLoop<H> {
                 self.begin_shutdown();
             }
             self.flush_dirty();
+            self.sweep_buffers();
             if let Some(deadline) = self.shutdown_deadline {
                 if self.core.len() == 0 {
                     return Ok(());
@@ -272,6 +288,27 @@ impl<H: Handler> EventLoop<H> {
                     }
                     return Ok(());
                 }
+            }
+        }
+    }
+
+    /// Frees the buffers of the connections whose queue emptied before the last sweep and is
+    /// still empty: what an idle connection holds goes back to the floor within
+    /// two [`BUFFER_SWEEP`]s.
+    fn sweep_buffers(&mut self) {
+        let now = self.core.now();
+        if now < self.next_sweep {
+            return;
+        }
+        self.next_sweep = now + BUFFER_SWEEP;
+        for id in std::mem::take(&mut self.keeping) {
+            // A stale id (the connection is gone, its slot perhaps reused) is skipped.
+            let Some(conn) = self.core.connection_mut(id) else { continue };
+            if conn.queued_bytes() == 0 {
+                conn.release_buffers();
+            }
+            if let Some(socket) = self.sockets.get_mut(id.index()).and_then(Option::as_mut) {
+                socket.keeping_buffers = false;
             }
         }
     }
@@ -314,6 +351,7 @@ impl<H: Handler> EventLoop<H> {
                 linger_until: None,
                 fin_sent: false,
                 writable_interest: false,
+                keeping_buffers: false,
                 #[cfg(feature = "tls")]
                 tls,
             });
@@ -414,7 +452,10 @@ impl<H: Handler> EventLoop<H> {
             socket.linger_until = Some(now + close_timeout.max(LINGER));
         }
         if conn.queued_bytes() == 0 && !socket.transport_pending() {
-            conn.release_buffers();
+            if !socket.keeping_buffers {
+                socket.keeping_buffers = true;
+                self.keeping.push(id);
+            }
             if conn.should_close_transport() && !socket.fin_sent && close_notify(socket) {
                 // The server closes TCP first (RFC 6455 §7.1.1): a half-close, so that what the
                 // peer still sends is read and dropped rather than answered with a reset that

@@ -16,13 +16,23 @@ use crate::frame::{apply_mask, FrameHeader, MAX_HEADER_LEN};
 /// coalescing buffer (only where no copy is needed anyway, i.e. unmasked owned payloads).
 const OWN_CHUNK_THRESHOLD: usize = 16 << 10;
 
-/// A written-out coalescing buffer is kept for reuse when its capacity is at most this.
-const SPARE_CAPACITY: usize = 8 << 10;
+/// A written-out coalescing buffer is kept for reuse when its capacity is at most this: room
+/// for a full 64 KiB read's worth of small frames echoed back (with their headers, in a buffer
+/// grown by doubling), or one 64 KiB frame, so that a busy connection allocates nothing per
+/// message. The adapter frees it once the connection goes idle
+/// ([`Connection::release_buffers`](crate::Connection::release_buffers)).
+const SPARE_CAPACITY: usize = 128 << 10;
 
 #[derive(Debug)]
 enum Chunk {
     Owned(Vec<u8>),
     Shared(Bytes),
+    /// The header of the frame whose payload is the next (shared) chunk, kept inline: a large
+    /// payload costs no allocation for its header.
+    Head {
+        bytes: [u8; MAX_HEADER_LEN],
+        len: u8,
+    },
 }
 
 impl Chunk {
@@ -30,6 +40,7 @@ impl Chunk {
         match self {
             Chunk::Owned(v) => v,
             Chunk::Shared(b) => b,
+            Chunk::Head { bytes, len } => &bytes[..usize::from(*len)],
         }
     }
 }
@@ -97,6 +108,8 @@ impl OutQueue {
         let mut head = [0u8; MAX_HEADER_LEN];
         let head_len = header.encode_into(&mut head);
         let tail = self.tail();
+        // One allocation at most, however large the payload.
+        tail.reserve(head_len + payload.len());
         tail.extend_from_slice(&head[..head_len]);
         let start = tail.len();
         tail.extend_from_slice(payload);
@@ -137,13 +150,12 @@ impl OutQueue {
         self.push_header_and_chunk(header, payload);
     }
 
-    /// The header into the coalescing buffer, then the payload as its own chunk.
+    /// The header as an inline chunk, then the payload as its own chunk.
     fn push_header_and_chunk(&mut self, header: &FrameHeader, payload: Bytes) {
-        let mut head = [0u8; MAX_HEADER_LEN];
-        let head_len = header.encode_into(&mut head);
-        self.tail().extend_from_slice(&head[..head_len]);
-        self.len += head_len + payload.len();
-        // Shared, not owned: the next small frame starts a fresh buffer instead of growing this one.
+        let mut bytes = [0u8; MAX_HEADER_LEN];
+        let len = header.encode_into(&mut bytes);
+        self.len += len + payload.len();
+        self.chunks.push_back(Chunk::Head { bytes, len: len as u8 });
         self.chunks.push_back(Chunk::Shared(payload));
     }
 
@@ -214,6 +226,9 @@ impl OutQueue {
     /// Frees buffers kept for reuse (for a connection about to sit idle).
     pub(crate) fn release_spare(&mut self) {
         self.spare = Vec::new();
+        if self.chunks.is_empty() {
+            self.chunks = VecDeque::new();
+        }
     }
 }
 
