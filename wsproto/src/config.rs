@@ -51,6 +51,13 @@ pub struct Config {
     /// Server: which subprotocols we speak, in order of preference. Default none, not
     /// required.
     pub subprotocols: SubprotocolPolicy,
+    /// Keep the opening handshake's request (server) or response (client) once the connection
+    /// is open, for [`Connection::request`](crate::Connection::request) and
+    /// [`response`](crate::Connection::response). Off by default: an open connection then holds
+    /// neither (a browser's request is half a kilobyte of headers or more); the application
+    /// sees both in [`Event::Request`](crate::Event::Request) and
+    /// [`Event::Connected`](crate::Event::Connected) and can keep what it needs.
+    pub keep_handshake: bool,
     /// permessage-deflate (RFC 7692): a client offers it, a server accepts an offer it can
     /// honour. Off by default; see [`DeflateConfig`](crate::DeflateConfig) for what it costs.
     #[cfg(feature = "deflate")]
@@ -75,6 +82,7 @@ impl Default for Config {
             drain_timeout: Duration::from_secs(5),
             origins: OriginPolicy::Any,
             subprotocols: SubprotocolPolicy::default(),
+            keep_handshake: false,
             #[cfg(feature = "deflate")]
             deflate: None,
         }

@@ -50,7 +50,11 @@ fn answers_the_101_fields_and_starts_open() {
     assert_eq!(field(&fields, "sec-websocket-extensions"), None);
     assert_eq!(conn.state(), ConnectionState::Open);
     assert_eq!(conn.subprotocol(), Some("chat"));
-    assert_eq!(conn.request().map(Request::target), Some("/chat?room=1"));
+    // The request is the caller's; the open connection keeps it only when asked to.
+    assert!(conn.request().is_none());
+    let keep = Config { keep_handshake: true, ..Config::default() };
+    let (kept, _) = Connection::upgraded(Arc::new(keep), &request(&[]), Accept::new(), now).unwrap();
+    assert_eq!(kept.request().map(Request::target), Some("/chat?room=1"));
     // Nothing queued: no 101 head on the upgraded stream; frames flow both ways.
     assert_eq!(conn.queued_bytes(), 0);
     conn.receive(now, &client_frame(0x81, b"hello"));

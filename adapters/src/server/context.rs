@@ -19,11 +19,14 @@ pub struct Context<S = ()> {
     pub(crate) options: ServerOptions,
     pub(crate) shutting_down: bool,
     pub(crate) now: Instant,
+    /// The request of the connection whose `on_open` runs: the connection itself keeps it
+    /// only with [`Config::keep_handshake`](wsproto::Config::keep_handshake).
+    pub(crate) opening: Option<(ConnId, Box<Request>)>,
 }
 
 impl<S> Context<S> {
     pub(crate) fn new(options: ServerOptions, now: Instant) -> Self {
-        Context { slab: Slab::default(), dirty: Vec::new(), options, shutting_down: false, now }
+        Context { slab: Slab::default(), dirty: Vec::new(), options, shutting_down: false, now, opening: None }
     }
 
     /// The time of the current loop turn.
@@ -71,9 +74,14 @@ impl<S> Context<S> {
         self.slab.get(id).map(|e| e.peer)
     }
 
-    /// The handshake request of a connection.
+    /// The handshake request of a connection: in [`Handler::on_request`](super::Handler) and
+    /// [`on_open`](super::Handler::on_open); later only with
+    /// [`Config::keep_handshake`](wsproto::Config::keep_handshake).
     pub fn request(&self, id: ConnId) -> Option<&Request> {
-        self.slab.get(id).and_then(|e| e.conn.request())
+        match &self.opening {
+            Some((opening, request)) if *opening == id => Some(request),
+            _ => self.slab.get(id).and_then(|e| e.conn.request()),
+        }
     }
 
     /// The subprotocol agreed with a connection.

@@ -244,7 +244,9 @@ impl<H: Handler> Core<H> {
                     };
                     self.ctx.mark_dirty(id);
                     if opened {
+                        self.ctx.opening = Some((id, request));
                         let state = self.handler.on_open(&mut self.ctx, id);
+                        self.ctx.opening = None;
                         if let Some(entry) = self.ctx.slab.get_mut(id) {
                             entry.state = Some(state);
                         }

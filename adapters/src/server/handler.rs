@@ -40,7 +40,9 @@ pub trait Handler {
     }
 
     /// The connection is open and messages may flow: answers its state. The handshake request
-    /// is still there ([`Context::request`]); [`Context::state`] is `None` until this returns.
+    /// is still there ([`Context::request`]; afterwards only with
+    /// [`Config::keep_handshake`](wsproto::Config::keep_handshake)); [`Context::state`] is
+    /// `None` until this returns.
     fn on_open(&mut self, ctx: &mut Context<Self::State>, id: ConnId) -> Self::State;
 
     /// A whole message arrived ([`ReceiveMode::Messages`](wsproto::ReceiveMode::Messages), the

@@ -99,6 +99,10 @@ impl Connection {
     pub(super) fn open(&mut self) {
         self.state = State::Open;
         self.timers.clear(Timer::Handshake);
+        if !self.config.keep_handshake {
+            self.request = None;
+            self.response = None;
+        }
         self.note_activity();
         let pending = self.take_opening_rest();
         if !pending.is_empty() {

@@ -98,12 +98,13 @@ pub struct Connection {
     /// The opening handshake's state, dropped once the connection opens or ends.
     opening: Option<Box<Opening>>,
     /// Server: the request answered. Kept for [`request`](Self::request).
-    request: Option<Request>,
+    request: Option<Box<Request>>,
     /// Client: the server's response. Kept for [`response`](Self::response).
-    response: Option<Response>,
+    response: Option<Box<Response>>,
     subprotocol: Option<String>,
     /// permessage-deflate, when negotiated (RFC 7692): both paths use it.
-    compression: Option<Compression>,
+    /// Boxed: most connections never negotiate it, and the session is large.
+    compression: Option<Box<Compression>>,
     recv: Receiver,
     send: Sender,
     events: VecDeque<Event>,
@@ -212,14 +213,16 @@ impl Connection {
         self.compression.as_ref().map(|c| c.params())
     }
 
-    /// Server: the request being answered or accepted.
+    /// Server: the request being answered or accepted; once the connection is open, only
+    /// with [`Config::keep_handshake`].
     pub fn request(&self) -> Option<&Request> {
-        self.request.as_ref()
+        self.request.as_deref()
     }
 
-    /// Client: the server's handshake response, once it arrived.
+    /// Client: the server's handshake response, once it arrived; once the connection is open,
+    /// only with [`Config::keep_handshake`].
     pub fn response(&self) -> Option<&Response> {
-        self.response.as_ref()
+        self.response.as_deref()
     }
 
     /// Bytes waiting in the outgoing queue.
@@ -320,6 +323,9 @@ impl Connection {
     /// Frees the buffers kept for reuse between writes, for a connection about to sit idle.
     pub fn release_buffers(&mut self) {
         self.send.out.release_spare();
+        if self.events.is_empty() {
+            self.events = VecDeque::new();
+        }
         if !self.recv.frame.as_ref().is_some_and(|f| f.opcode.is_control()) {
             self.recv.control = Vec::new();
         }
@@ -393,5 +399,15 @@ impl Connection {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.now = self.now.max(now);
         self.fire_timers(now);
+    }
+}
+#[cfg(all(test, target_pointer_width = "64"))]
+mod size_tests {
+    /// What every open connection costs before any buffer: kept small by boxing what most
+    /// connections never need (the deflate session, a message in progress, the handshake).
+    #[test]
+    fn an_open_connection_and_an_event_stay_small() {
+        assert!(std::mem::size_of::<super::Connection>() <= 520, "{}", std::mem::size_of::<super::Connection>());
+        assert!(std::mem::size_of::<crate::Event>() <= 48, "{}", std::mem::size_of::<crate::Event>());
     }
 }

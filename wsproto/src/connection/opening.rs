@@ -60,7 +60,7 @@ impl Connection {
         let head = accept.encode(key, subprotocol.as_deref(), extensions)?;
         self.send.out.push_bytes(&head);
         self.subprotocol = subprotocol;
-        self.compression = compression.map(|(session, _)| session);
+        self.compression = compression.map(|(session, _)| Box::new(session));
         self.open();
         Ok(())
     }
@@ -109,16 +109,16 @@ impl Connection {
 
     fn on_request(&mut self, request: Request) {
         if !request.is_upgrade() {
-            self.request = Some(request.clone());
+            self.request = Some(Box::new(request.clone()));
             self.await_answer(false);
             self.events.push_back(Event::HttpRequest(Box::new(request)));
             return;
         }
         if let Err(error) = self.check_request(&request) {
-            self.request = Some(request);
+            self.request = Some(Box::new(request));
             return self.fail_handshake(error);
         }
-        self.request = Some(request.clone());
+        self.request = Some(Box::new(request.clone()));
         self.await_answer(true);
         self.events.push_back(Event::Request(Box::new(request)));
     }
@@ -143,13 +143,13 @@ impl Connection {
         let compression = match compression {
             Ok(compression) => compression,
             Err(error) => {
-                self.response = Some(response);
+                self.response = Some(Box::new(response));
                 return self.fail_handshake(error);
             }
         };
-        self.compression = compression;
+        self.compression = compression.map(Box::new);
         self.subprotocol = response.subprotocol().map(str::to_owned);
-        self.response = Some(response.clone());
+        self.response = Some(Box::new(response.clone()));
         self.events.push_back(Event::Connected(Box::new(response)));
         self.open();
     }

@@ -22,7 +22,8 @@ pub(super) struct Receiver {
     header_buf: [u8; MAX_HEADER_LEN],
     header_len: usize,
     pub(super) frame: Option<FrameInProgress>,
-    pub(super) message: Option<MessageInProgress>,
+    /// Boxed: an idle connection has none, and it is large.
+    pub(super) message: Option<Box<MessageInProgress>>,
     /// The payload of the control frame in progress.
     pub(super) control: Vec<u8>,
     /// Unmasked compressed payload on its way to the inflater.
@@ -338,7 +339,7 @@ impl Connection {
                 (opcode, None) => {
                     let kind = if opcode == OpCode::Text { MessageKind::Text } else { MessageKind::Binary };
                     let assembled = (!streaming).then(|| Assembler::new(kind, len.min(available)));
-                    self.recv.message = Some(MessageInProgress {
+                    self.recv.message = Some(Box::new(MessageInProgress {
                         kind,
                         assembled,
                         len: 0,
@@ -348,7 +349,7 @@ impl Connection {
                         compressed,
                         inflated: 0,
                         inflater_full: false,
-                    });
+                    }));
                 }
             }
             let message = self.recv.message.as_ref().map_or(0, |m| m.len);

@@ -54,8 +54,8 @@ impl Connection {
         let extensions = compression.as_ref().map(|(_, response)| response.as_str());
         let fields = accept.fields(key, subprotocol.as_deref(), extensions)?;
         conn.subprotocol = subprotocol;
-        conn.compression = compression.map(|(session, _)| session);
-        conn.request = Some(request.clone());
+        conn.compression = compression.map(|(session, _)| Box::new(session));
+        conn.request = Some(Box::new(request.clone()));
         conn.open();
         Ok((conn, fields))
     }
