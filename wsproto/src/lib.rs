@@ -133,4 +133,4 @@ pub use bytes;
 
 #[cfg(feature = "deflate")]
 #[cfg_attr(docsrs, doc(cfg(feature = "deflate")))]
-pub use deflate::{DeflateConfig, DeflateParams};
+pub use deflate::{DeflateConfig, DeflateParams, DeflatePool};

@@ -252,3 +252,71 @@ fn wire_len_is_the_compressed_size_where_it_will_be_compressed() {
     pair.server.send_prepared(&frame).unwrap();
     assert_eq!(pair.server.queued_bytes(), expected);
 }
+
+#[test]
+fn without_context_takeover_connections_borrow_states_from_the_pool_per_message() {
+    let no_takeover = DeflateConfig {
+        server_no_context_takeover: true,
+        client_no_context_takeover: true,
+        pool: DeflatePool::new(4),
+        ..DeflateConfig::default()
+    };
+    let server_pool = no_takeover.pool.clone();
+    let client_config = DeflateConfig { pool: DeflatePool::new(4), ..no_takeover.clone() };
+    let client_pool = client_config.pool.clone();
+    let text = "borrowed, used, given back; borrowed, used, given back. ".repeat(20);
+    // Ten connections one after the other, all from the same configs: each message borrows a
+    // state and gives it back, so one of each kind serves them all.
+    let mut pairs = Vec::new();
+    for _ in 0..10 {
+        let mut pair = Pair::new(with_deflate(client_config.clone()), with_deflate(no_takeover.clone()));
+        for _ in 0..3 {
+            pair.client.send_text(&text).unwrap();
+            pair.server.send_text(&text).unwrap();
+        }
+        pair.run();
+        assert_eq!(pair.server_events, vec![support::text(&text); 3]);
+        assert_eq!(pair.client_events, vec![support::text(&text); 3]);
+        // Between messages the connections hold nothing: every state is back in its pool.
+        assert_eq!(server_pool.idle(), (1, 1));
+        assert_eq!(client_pool.idle(), (1, 1));
+        pairs.push(pair);
+    }
+    // A state another connection used compresses exactly like a fresh one (it was reset).
+    let mut fresh = Pair::new(
+        with_deflate(DeflateConfig { pool: DeflatePool::new(4), ..client_config.clone() }),
+        with_deflate(DeflateConfig { pool: DeflatePool::new(4), ..no_takeover.clone() }),
+    );
+    fresh.server.send_text(&text).unwrap();
+    pairs[9].server.send_text(&text).unwrap();
+    assert_eq!(drain_output(&mut fresh.server), drain_output(&mut pairs[9].server));
+}
+
+#[test]
+fn the_pool_keeps_at_most_max_idle_states() {
+    let config = DeflateConfig {
+        server_no_context_takeover: true,
+        client_no_context_takeover: true,
+        pool: DeflatePool::new(2),
+        ..DeflateConfig::default()
+    };
+    let pool = config.pool.clone();
+    let text = "several inflating at once ".repeat(20);
+    let mut pairs: Vec<Pair> =
+        (0..5).map(|_| Pair::new(with_deflate(DeflateConfig::default()), with_deflate(config.clone()))).collect();
+    // Five messages in progress at once on the server side: five inflaters borrowed.
+    let mut wires = Vec::new();
+    for pair in &mut pairs {
+        pair.client.send_text(&text).unwrap();
+        wires.push(drain_output(&mut pair.client));
+    }
+    for (pair, wire) in pairs.iter_mut().zip(&wires) {
+        pair.server.receive(pair.now, &wire[..wire.len() - 3]);
+    }
+    assert_eq!(pool.idle().1, 0, "each message in progress holds its inflater");
+    for (pair, wire) in pairs.iter_mut().zip(&wires) {
+        pair.server.receive(pair.now, &wire[wire.len() - 3..]);
+        assert_eq!(drain_events(&mut pair.server), vec![support::text(&text)]);
+    }
+    assert_eq!(pool.idle().1, 2, "given back, but only max_idle kept");
+}

@@ -154,8 +154,8 @@ impl Connection {
             return Some(frame.bytes.clone());
         }
         #[cfg(feature = "deflate")]
-        if let Some((window_bits, level)) = compression.context_free_encoding() {
-            return Some(frame.compressed(window_bits, level));
+        if let Some((window_bits, level, pool)) = compression.context_free_encoding() {
+            return Some(frame.compressed(window_bits, level, pool));
         }
         None
     }

@@ -12,7 +12,7 @@ mod active;
 #[cfg(feature = "deflate")]
 pub(crate) use active::compress_standalone;
 #[cfg(feature = "deflate")]
-pub use active::{DeflateConfig, DeflateParams};
+pub use active::{DeflateConfig, DeflateParams, DeflatePool};
 
 use crate::config::Config;
 use crate::error::{HandshakeError, ProtocolError};
@@ -88,8 +88,9 @@ impl Session {
 
     /// When our side resets its context after every message: the window and level a
     /// compressed encoding made once, with a fresh context, must use to serve this connection.
+    /// With the pool the encoding borrows its context from.
     #[cfg(feature = "deflate")]
-    pub(crate) fn context_free_encoding(&self) -> Option<(u8, u32)> {
+    pub(crate) fn context_free_encoding(&self) -> Option<(u8, u32, &DeflatePool)> {
         self.0.context_free_encoding()
     }
 

@@ -61,11 +61,11 @@ impl PreparedFrame {
 
     /// The frame compressed with a fresh context and this window, encoded once per window.
     #[cfg(feature = "deflate")]
-    pub(crate) fn compressed(&self, window_bits: u8, level: u32) -> Bytes {
+    pub(crate) fn compressed(&self, window_bits: u8, level: u32, pool: &crate::DeflatePool) -> Bytes {
         let slot = usize::from(window_bits.clamp(9, 15) - 9);
         self.compressed[slot]
             .get_or_init(|| {
-                let payload = crate::deflate::compress_standalone(self.payload(), window_bits, level);
+                let payload = crate::deflate::compress_standalone(self.payload(), window_bits, level, pool);
                 let header = FrameHeader {
                     fin: true,
                     rsv: RSV1,
