@@ -37,7 +37,7 @@ use std::io::IoSlice;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wsproto::bytes::Bytes;
+use wsproto::bytes::{Bytes, BytesMut};
 use wsproto::frame::{apply_mask, FrameHeader, OpCode, MAX_CONTROL_PAYLOAD};
 use wsproto::{
     accept_key, Accept, CloseCause, CloseCode, Closed, Config, Connection, ConnectionState, Event, KeepAlive, Message,
@@ -478,6 +478,12 @@ fn take_event(event: Event) -> (Event, isize) {
     (event, before - live_bytes() + copied as isize)
 }
 
+/// Whether a run hands its input over through a read buffer: half the runs, by the parity of
+/// the setup bytes (every bit of both is already spoken for).
+fn buffered_input(flags: u8, mode: Mode) -> bool {
+    (flags.count_ones() + mode.0.count_ones()) % 2 == 1
+}
+
 /// The heap bytes a payload-free event owns (what the connection hands over when it is polled).
 fn event_heap(event: &Event) -> usize {
     fn headers(h: &[wsproto::Header]) -> usize {
@@ -865,22 +871,25 @@ pub struct Harness {
     held_reads: usize,
     /// The transport's end of file was handed over.
     eof_received: bool,
+    /// Bytes are handed over through this read buffer (`receive_buf`: whole frames split off
+    /// it, an unfinished small frame left in it) rather than as slices; in half the runs.
+    read_buf: Option<BytesMut>,
 }
 
 impl Harness {
     /// A server connection.
     pub fn server(flags: u8, mode: Mode) -> Harness {
         let config = Arc::new(config(flags, mode));
-        Harness::start(Role::Server, config, mode)
+        Harness::start(Role::Server, config, mode, buffered_input(flags, mode))
     }
 
     /// A client connection with the deterministic RNG.
     pub fn client(flags: u8, mode: Mode) -> Harness {
         let config = Arc::new(config(flags, mode));
-        Harness::start(Role::Client, config, mode)
+        Harness::start(Role::Client, config, mode, buffered_input(flags, mode))
     }
 
-    fn start(role: Role, config: Arc<Config>, mode: Mode) -> Harness {
+    fn start(role: Role, config: Arc<Config>, mode: Mode, buffered: bool) -> Harness {
         let now = Instant::now();
         let tracked = memory_tracked();
         let before = live_bytes();
@@ -925,6 +934,7 @@ impl Harness {
             held_input: 0,
             held_reads: 0,
             eof_received: false,
+            read_buf: buffered.then(BytesMut::new),
         };
         h.check_state();
         if role == Role::Client {
@@ -1178,7 +1188,19 @@ impl Harness {
         self.input_total += data.len();
         self.held_input += data.len();
         self.held_reads += 1;
-        self.call(data.len(), |c| c.receive(now, data));
+        match self.read_buf.take() {
+            Some(mut buf) => {
+                buf.extend_from_slice(data);
+                self.call(data.len(), |c| c.receive_buf(now, &mut buf));
+                assert!(
+                    buf.len() <= wsproto::frame::MAX_HEADER_LEN + wsproto::MAX_BUFFERED_FRAME,
+                    "{} bytes left in the read buffer",
+                    buf.len()
+                );
+                self.read_buf = Some(buf);
+            }
+            None => self.call(data.len(), |c| c.receive(now, data)),
+        }
         self.after_call();
     }
 
