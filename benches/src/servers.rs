@@ -123,12 +123,17 @@ impl Handler for Broadcast {
     }
 }
 
-/// permessage-deflate set for memory rather than ratio: the server compresses with the
-/// smallest window (9 bits) and no context takeover. Its zlib states are still allocated on
-/// first use and kept for the connection's life (reset, not freed, after each message); what
-/// shrinks is the compressor's window (the inflater always keeps a full 32 KiB one).
+/// permessage-deflate set for memory rather than ratio: no context takeover either way (the
+/// server asks the client for it in its answer, RFC 7692 §7.1.1.2) and the smallest window
+/// (9 bits) for what the server compresses. Neither direction then keeps a zlib state between
+/// messages: each message borrows one from the config's pool and gives it back.
 pub fn lean_deflate() -> DeflateConfig {
-    DeflateConfig { server_no_context_takeover: true, server_max_window_bits: 9, ..DeflateConfig::default() }
+    DeflateConfig {
+        server_no_context_takeover: true,
+        client_no_context_takeover: true,
+        server_max_window_bits: 9,
+        ..DeflateConfig::default()
+    }
 }
 
 fn ours(addr: SocketAddr, ready: impl FnOnce(SocketAddr), config: Config, handler: impl Handler) -> io::Result<()> {
