@@ -195,6 +195,9 @@ struct Socket {
     writable_interest: bool,
     /// Listed in `EventLoop::keeping`: its queue emptied and its buffers wait for the sweep.
     keeping_buffers: bool,
+    /// The queue has emptied once (the handshake's answer is out): until then the connection
+    /// is new, and what its handshake needed is freed at once rather than kept for reuse.
+    flushed_once: bool,
     /// The TLS session under the WebSocket connection, for a TLS server.
     #[cfg(feature = "tls")]
     tls: Option<Box<rustls::ServerConnection>>,
@@ -352,6 +355,7 @@ impl<H: Handler> EventLoop<H> {
                 fin_sent: false,
                 writable_interest: false,
                 keeping_buffers: false,
+                flushed_once: false,
                 #[cfg(feature = "tls")]
                 tls,
             });
@@ -452,7 +456,10 @@ impl<H: Handler> EventLoop<H> {
             socket.linger_until = Some(now + close_timeout.max(LINGER));
         }
         if conn.queued_bytes() == 0 && !socket.transport_pending() {
-            if !socket.keeping_buffers {
+            if !socket.flushed_once {
+                socket.flushed_once = true;
+                conn.release_buffers();
+            } else if !socket.keeping_buffers {
                 socket.keeping_buffers = true;
                 self.keeping.push(id);
             }

@@ -10,9 +10,11 @@
 //! After *every* input or command, drain the outputs; then wait for the transport or the
 //! deadline, whichever comes first:
 //!
-//! 1. **Input**: [`Connection::receive`] with the bytes read (or [`Connection::receive_eof`] at
-//!    end of file), or [`Connection::handle_timeout`] when the deadline has passed. Each takes
-//!    `now`.
+//! 1. **Input**: [`Connection::receive`] with the bytes read, or [`Connection::receive_buf`]
+//!    with the read buffer itself (whole frames are then split off it as messages without a
+//!    copy, and an unfinished small frame is left in it for the next read); or
+//!    [`Connection::receive_eof`] at end of file, or [`Connection::handle_timeout`] when the
+//!    deadline has passed. Each takes `now`.
 //! 2. **Events**: call [`Connection::poll_event`] until it answers `None`, acting on each
 //!    (a server answers [`Event::Request`] with [`Connection::accept`] or
 //!    [`Connection::respond`]; messages go to the application; [`Event::Closed`] is the last,
@@ -86,6 +88,15 @@
 //! and [`Response`] (on a client); what we build to send is [`OutgoingRequest`] (a client's
 //! upgrade request) and [`OutgoingResponse`] (a server's plain HTTP answer or rejection), with
 //! [`Accept`] for the server's 101.
+//!
+//! # Messages and memory
+//!
+//! A [`Message`]'s payload is a reference-counted buffer ([`Utf8Bytes`] for text, validated
+//! once; [`bytes::Bytes`] for binary): cloning or broadcasting it copies nothing, and through
+//! `receive_buf` it shares the read buffer it arrived in. A message kept for long keeps that
+//! buffer's allocation alive; copy it (`Bytes::copy_from_slice`) to keep only its bytes.
+//! Once open, a connection holds neither its handshake (unless [`Config::keep_handshake`]) nor,
+//! after [`Connection::release_buffers`], any buffer: an idle connection is a few hundred bytes.
 //!
 //! # Limits
 //!

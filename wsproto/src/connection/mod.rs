@@ -101,7 +101,7 @@ pub struct Connection {
     request: Option<Box<Request>>,
     /// Client: the server's response. Kept for [`response`](Self::response).
     response: Option<Box<Response>>,
-    subprotocol: Option<String>,
+    subprotocol: Option<Box<str>>,
     /// permessage-deflate, when negotiated (RFC 7692): both paths use it.
     /// Boxed: most connections never negotiate it, and the session is large.
     compression: Option<Box<Compression>>,
@@ -346,7 +346,7 @@ impl Connection {
             State::Open | State::Closing => {
                 self.note_activity();
                 if self.recv.inflated_waiting {
-                    self.recv.held.bytes.extend_from_slice(data);
+                    self.recv.held_mut().bytes.extend_from_slice(data);
                 } else {
                     self.receive_frames(data);
                 }
@@ -386,9 +386,9 @@ impl Connection {
     /// first: the end of file then takes effect as the events are taken.
     pub fn receive_eof(&mut self, now: Instant) {
         self.now = self.now.max(now);
-        if self.recv.inflated_waiting && self.recv.held.start < self.recv.held.bytes.len() {
+        if self.recv.inflated_waiting && self.recv.has_held_input() {
             // Whatever the peer sent before its end of file is processed first.
-            self.recv.held.eof = true;
+            self.recv.held_mut().eof = true;
             return;
         }
         self.on_eof();
@@ -407,7 +407,7 @@ mod size_tests {
     /// connections never need (the deflate session, a message in progress, the handshake).
     #[test]
     fn an_open_connection_and_an_event_stay_small() {
-        assert!(std::mem::size_of::<super::Connection>() <= 520, "{}", std::mem::size_of::<super::Connection>());
+        assert!(std::mem::size_of::<super::Connection>() <= 456, "{}", std::mem::size_of::<super::Connection>());
         assert!(std::mem::size_of::<crate::Event>() <= 48, "{}", std::mem::size_of::<crate::Event>());
     }
 }

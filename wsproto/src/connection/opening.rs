@@ -59,7 +59,7 @@ impl Connection {
         let extensions = compression.as_ref().map(|(_, response)| response.as_str());
         let head = accept.encode(key, subprotocol.as_deref(), extensions)?;
         self.send.out.push_bytes(&head);
-        self.subprotocol = subprotocol;
+        self.subprotocol = subprotocol.map(String::into_boxed_str);
         self.compression = compression.map(|(session, _)| Box::new(session));
         self.open();
         Ok(())
@@ -148,7 +148,7 @@ impl Connection {
             }
         };
         self.compression = compression.map(Box::new);
-        self.subprotocol = response.subprotocol().map(str::to_owned);
+        self.subprotocol = response.subprotocol().map(Box::from);
         self.response = Some(Box::new(response.clone()));
         self.events.push_back(Event::Connected(Box::new(response)));
         self.open();

@@ -3,12 +3,12 @@
 //! validation (§8.1), control frames (§5.5), and inflation (RFC 7692 §6.2) paced by the
 //! application taking events.
 
+use bytes::{Buf, Bytes, BytesMut};
+
 use super::{Connection, State};
 use crate::close::{parse_close_payload, ClosePayloadError};
 use crate::config::ReceiveMode;
 use crate::error::ProtocolError;
-use bytes::{Buf, Bytes, BytesMut};
-
 use crate::event::{Event, Message, MessageKind};
 use crate::frame::{apply_mask, FrameHeader, OpCode, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN, RSV1};
 use crate::role::Role;
@@ -26,14 +26,37 @@ pub(super) struct Receiver {
     pub(super) message: Option<Box<MessageInProgress>>,
     /// The payload of the control frame in progress.
     pub(super) control: Vec<u8>,
-    /// Unmasked compressed payload on its way to the inflater.
-    compressed_scratch: Vec<u8>,
+    /// What only the compressed path needs, made at the first compressed frame.
+    inflating: Option<Box<Inflating>>,
     /// An event carrying inflated data waits to be taken. A few compressed bytes can stand for
     /// megabytes, so input is processed no further until the application has taken it: what
     /// one read costs in memory is then one message (streaming mode: one chunk), not every
     /// message the read holds.
     pub(super) inflated_waiting: bool,
-    pub(super) held: HeldInput,
+}
+
+/// The receive path's permessage-deflate state, boxed: most connections never need it.
+#[derive(Debug, Default)]
+struct Inflating {
+    /// Unmasked compressed payload on its way to the inflater.
+    scratch: Vec<u8>,
+    held: HeldInput,
+}
+
+impl Receiver {
+    fn inflating(&mut self) -> &mut Inflating {
+        self.inflating.get_or_insert_with(Box::default)
+    }
+
+    /// Input held behind inflated data (see `inflated_waiting`).
+    pub(super) fn held_mut(&mut self) -> &mut HeldInput {
+        &mut self.inflating().held
+    }
+
+    /// Whether input is held behind inflated data, not yet processed.
+    pub(super) fn has_held_input(&self) -> bool {
+        self.inflating.as_ref().is_some_and(|i| i.held.start < i.held.bytes.len())
+    }
 }
 
 impl Default for Receiver {
@@ -44,9 +67,8 @@ impl Default for Receiver {
             frame: None,
             message: None,
             control: Vec::new(),
-            compressed_scratch: Vec::new(),
+            inflating: None,
             inflated_waiting: false,
-            held: HeldInput::default(),
         }
     }
 }
@@ -144,7 +166,7 @@ impl Connection {
         let mut input = Input::Slice(input);
         self.process_frames(&mut input);
         if self.recv.inflated_waiting && !input.bytes().is_empty() {
-            self.recv.held.bytes.extend_from_slice(input.bytes());
+            self.recv.held_mut().bytes.extend_from_slice(input.bytes());
         }
     }
 
@@ -157,7 +179,7 @@ impl Connection {
             return;
         }
         if self.recv.inflated_waiting && !input.bytes().is_empty() {
-            self.recv.held.bytes.extend_from_slice(input.bytes());
+            self.recv.held_mut().bytes.extend_from_slice(input.bytes());
             input.advance(input.bytes().len());
         }
     }
@@ -252,13 +274,13 @@ impl Connection {
         if self.recv.inflated_waiting {
             return;
         }
-        let mut held = std::mem::take(&mut self.recv.held);
+        let mut held = std::mem::take(self.recv.held_mut());
         let mut input = Input::Slice(&held.bytes[held.start..]);
         self.process_frames(&mut input);
         let left = input.bytes().len();
         if self.recv.inflated_waiting && left > 0 {
             held.start = held.bytes.len() - left;
-            self.recv.held = held;
+            *self.recv.held_mut() = held;
         } else if held.eof {
             self.on_eof();
         }
@@ -427,15 +449,15 @@ impl Connection {
     /// Inflates payload bytes of a compressed message (RFC 7692 §7.2.2); answers how many it
     /// took, which in streaming mode may be fewer than offered (see [`Self::inflate`]).
     fn receive_compressed_payload(&mut self, chunk: &[u8]) -> Result<usize, ProtocolError> {
-        let Some(frame) = self.recv.frame.as_mut() else { return Ok(0) };
-        let mut scratch = std::mem::take(&mut self.recv.compressed_scratch);
+        let Some((mask, received)) = self.recv.frame.as_ref().map(|f| (f.mask, f.received)) else { return Ok(0) };
+        let mut scratch = std::mem::take(&mut self.recv.inflating().scratch);
         scratch.clear();
         scratch.extend_from_slice(chunk);
-        if let Some(key) = frame.mask {
-            apply_mask(&mut scratch, key, frame.received);
+        if let Some(key) = mask {
+            apply_mask(&mut scratch, key, received);
         }
         let took = self.inflate(&scratch);
-        self.recv.compressed_scratch = scratch;
+        self.recv.inflating().scratch = scratch;
         let took = took?;
         let Some(frame) = self.recv.frame.as_mut() else { return Ok(took) };
         frame.received += took;

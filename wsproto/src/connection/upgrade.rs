@@ -53,7 +53,7 @@ impl Connection {
         let compression = Compression::negotiate(&conn.config, &request.extensions());
         let extensions = compression.as_ref().map(|(_, response)| response.as_str());
         let fields = accept.fields(key, subprotocol.as_deref(), extensions)?;
-        conn.subprotocol = subprotocol;
+        conn.subprotocol = subprotocol.map(String::into_boxed_str);
         conn.compression = compression.map(|(session, _)| Box::new(session));
         conn.request = Some(Box::new(request.clone()));
         conn.open();
