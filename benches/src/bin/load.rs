@@ -578,7 +578,7 @@ fn memory_rows() -> Vec<MemoryRow> {
             lean,
             true,
             text(1 << 10, 1),
-            "inflater + compressor (9-bit window)",
+            "none between messages (borrowed from the pool per message)",
         ),
         row(
             "lean-busy",
@@ -586,7 +586,7 @@ fn memory_rows() -> Vec<MemoryRow> {
             lean,
             true,
             text(1 << 10, 64),
-            "inflater + compressor (9-bit window)",
+            "none between messages (borrowed from the pool per message)",
         ),
     ]
 }
@@ -1082,7 +1082,8 @@ impl Results<'_> {
              (context takeover both ways, 15-bit windows, level 6, messages under 32 B sent uncompressed), driven \
              in the same repetitions by clients that do not offer the extension (ours), clients that offer it \
              without parameters as browsers do (ours+deflate), the same clients against a server set for memory \
-             (`server_no_context_takeover`, `server_max_window_bits=9`: lean server), and the raw-TCP ceiling. \
+             (no context takeover either way, `server_max_window_bits=9`: lean server, whose connections \
+             borrow a zlib state from the config's pool per message), and the raw-TCP ceiling. \
              The clients' requests are compressed once, standalone (a stored block for the timestamp, then the \
              rest deflated without context), so they are the size of a first message; the replies are what \
              the server's compressor gives with its context.\n",
