@@ -36,6 +36,8 @@ struct Options {
     only: Option<Vec<String>>,
     write: bool,
     pin: bool,
+    /// Connections per memory measurement of compressed connections.
+    memory_conns: usize,
 }
 
 impl Options {
@@ -47,6 +49,7 @@ impl Options {
             only: None,
             write: true,
             pin: true,
+            memory_conns: MEMORY_CONNS,
         };
         let mut it = args.iter();
         while let Some(arg) = it.next() {
@@ -59,6 +62,7 @@ impl Options {
                 "--only" => o.only = Some(value()?.split(',').map(str::to_owned).collect()),
                 "--no-write" => o.write = false,
                 "--no-pin" => o.pin = false,
+                "--memory-conns" => o.memory_conns = value()?.parse().map_err(|e| format!("--memory-conns: {e}"))?,
                 "-h" | "--help" => return Err(USAGE.to_owned()),
                 other => return Err(format!("unknown argument {other}\n{USAGE}")),
             }
@@ -77,7 +81,7 @@ impl Options {
 }
 
 const USAGE: &str = "usage: load [--smoke] [--reps N] [--warmup-ms MS] [--measure-ms MS] \
-[--only echo,pipelined,broadcast,idle,handshakes,deflate] [--no-write] [--no-pin]";
+[--only echo,pipelined,broadcast,idle,handshakes,deflate] [--no-write] [--no-pin] [--memory-conns N]";
 
 /// The groups whose tables make up the `load` section.
 const LOAD_GROUPS: [&str; 5] = ["echo", "pipelined", "broadcast", "handshakes", "idle"];
@@ -525,7 +529,7 @@ fn memory_per_conn(
     Ok((after as f64 - before as f64) / conns as f64)
 }
 
-/// Connections per memory measurement of compressed connections.
+/// Connections per memory measurement of compressed connections, unless `--memory-conns`.
 const MEMORY_CONNS: usize = 1_000;
 
 /// One memory measurement of compressed connections.
@@ -774,9 +778,9 @@ fn run(o: &Options, pin: bool) -> io::Result<bool> {
     // The memory of a compressed connection: a fresh server process per measurement.
     let mut memory = Vec::new();
     if o.wants("deflate") && !o.smoke {
-        eprintln!("memory of compressed connections ({MEMORY_CONNS} each):");
+        eprintln!("memory of compressed connections ({} each):", o.memory_conns);
         for row in memory_rows() {
-            let result = memory_per_conn(row.server, MEMORY_CONNS, row.deflate, row.exchange, pin);
+            let result = memory_per_conn(row.server, o.memory_conns, row.deflate, row.exchange, pin);
             eprintln!("  {:<60} {:?}", row.label, result);
             memory.push((row, result));
         }
@@ -1170,11 +1174,12 @@ impl Results<'_> {
 
         if !self.memory.is_empty() {
             md.push_str(&format!(
-                "\n#### Memory of a compressed connection ({MEMORY_CONNS} connections, server RSS growth per \
+                "\n#### Memory of a compressed connection ({} connections, server RSS growth per \
                  connection, bytes)\n\n\
                  A fresh server process per row, as in the idle memory table; text messages, each echoed \
                  before the next; \"lean server\" as above. RSS counts the pages touched, not what was \
-                 allocated.\n\n"
+                 allocated.\n\n",
+                self.o.memory_conns
             ));
             let rows: Vec<Vec<String>> = self
                 .memory
