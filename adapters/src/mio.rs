@@ -295,9 +295,9 @@ impl<H: Handler> EventLoop<H> {
         }
     }
 
-    /// Frees the buffers of the connections whose queue emptied before the last sweep and is
-    /// still empty: what an idle connection holds goes back to the floor within
-    /// two [`BUFFER_SWEEP`]s.
+    /// Frees the buffers of the connections whose queue emptied since the last sweep and is
+    /// still empty: what an idle connection holds goes back to the floor within one
+    /// [`BUFFER_SWEEP`] (a busy one frees and reallocates them at most once per sweep).
     fn sweep_buffers(&mut self) {
         let now = self.core.now();
         if now < self.next_sweep {

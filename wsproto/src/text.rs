@@ -10,9 +10,9 @@
 //! and it is kept inside this module: the field is private, and every constructor either
 //! validates ([`TryFrom<Bytes>`], [`Assembler::finish`]) or starts from a `str`/`String`.
 //! The assembler's buffer is written only through [`Assembler::push`] and
-//! [`Assembler::push_masked`], which validate exactly the bytes they append, in order; so when
-//! the validator has seen the whole buffer and ends on a code point boundary, the buffer is
-//! valid UTF-8. Miri runs this module's tests in CI (`scripts/miri.sh`).
+//! [`Assembler::push_masked`], which validate exactly the bytes they append, in order, and
+//! append nothing that failed; the validator's failure is for good (`is_complete` stays false);
+//! so when it has seen the whole buffer and reports it complete, the buffer is valid UTF-8. Miri runs this module's tests in CI (`scripts/miri.sh`).
 #![allow(unsafe_code)]
 
 use std::borrow::Borrow;
@@ -297,6 +297,19 @@ mod tests {
     }
 
     #[test]
+    fn nothing_after_a_failure_makes_the_text_valid() {
+        // The start of a code point, a byte that cannot continue it, then valid text: the
+        // buffer holds only the start, which must never be handed out as text.
+        let mut assembler = Assembler::new(MessageKind::Text, 0);
+        assembler.push(b"ok \xf0\x9f").unwrap();
+        assert_eq!(assembler.push(b"\xff"), Err(InvalidUtf8));
+        for _ in 0..4 {
+            assert_eq!(assembler.push(b"\x98\x80 more"), Err(InvalidUtf8));
+        }
+        assert_eq!(assembler.finish(), Err(InvalidUtf8));
+    }
+
+    #[test]
     fn a_rejected_masked_piece_leaves_no_bytes_behind() {
         let key = [1, 2, 3, 4];
         let mut masked = b"ab\xffc".to_vec();
@@ -305,6 +318,10 @@ mod tests {
         assembler.push(b"hi").unwrap();
         assert_eq!(assembler.push_masked(&masked, key, 0), Err(InvalidUtf8));
         assert_eq!(assembler.len(), 2);
+        assert_eq!(assembler.finish(), Err(InvalidUtf8));
+        // Masked pieces are unmasked from their offset in the frame.
+        let mut assembler = Assembler::new(MessageKind::Text, 0);
+        assembler.push(b"hi").unwrap();
         let mut masked = "é!".as_bytes().to_vec();
         apply_mask(&mut masked, key, 3);
         assembler.push_masked(&masked, key, 3).unwrap();

@@ -10,6 +10,8 @@ pub struct Utf8Validator {
     /// The start of a code point whose remaining bytes have not arrived yet.
     partial: [u8; 4],
     partial_len: u8,
+    /// An invalid byte was seen: the text can never become valid, whatever follows.
+    failed: bool,
 }
 
 /// The bytes seen so far can never be valid UTF-8.
@@ -22,8 +24,17 @@ impl Utf8Validator {
         Self::default()
     }
 
-    /// Validates the next piece of the text.
-    pub fn feed(&mut self, mut input: &[u8]) -> Result<(), InvalidUtf8> {
+    /// Validates the next piece of the text. Once it has failed, it fails for good.
+    pub fn feed(&mut self, input: &[u8]) -> Result<(), InvalidUtf8> {
+        if self.failed {
+            return Err(InvalidUtf8);
+        }
+        let result = self.feed_valid_so_far(input);
+        self.failed = result.is_err();
+        result
+    }
+
+    fn feed_valid_so_far(&mut self, mut input: &[u8]) -> Result<(), InvalidUtf8> {
         if self.partial_len > 0 {
             // Complete the pending code point one byte at a time: at most three bytes.
             while self.partial_len > 0 {
@@ -52,9 +63,10 @@ impl Utf8Validator {
         }
     }
 
-    /// Whether the text seen so far ends on a code point boundary, as a complete message must.
+    /// Whether the text seen so far is valid and ends on a code point boundary, as a complete
+    /// message must.
     pub fn is_complete(&self) -> bool {
-        self.partial_len == 0
+        !self.failed && self.partial_len == 0
     }
 }
 
@@ -93,6 +105,24 @@ mod tests {
                 assert_eq!(got, expected, "{s:x?} in pieces of {piece}");
             }
         }
+    }
+
+    #[test]
+    fn a_failure_is_for_good() {
+        // A bad byte completing a pending code point, then more input: never valid again, and
+        // never a panic however much follows.
+        let mut v = Utf8Validator::new();
+        assert_eq!(v.feed(b"\xf0\x9f"), Ok(()));
+        assert_eq!(v.feed(b"\xff"), Err(InvalidUtf8));
+        for _ in 0..8 {
+            assert_eq!(v.feed(b"ok"), Err(InvalidUtf8));
+        }
+        assert!(!v.is_complete());
+        // And after a bad byte in the middle of a piece.
+        let mut v = Utf8Validator::new();
+        assert_eq!(v.feed(b"a\xffb"), Err(InvalidUtf8));
+        assert_eq!(v.feed(b"fine"), Err(InvalidUtf8));
+        assert!(!v.is_complete());
     }
 
     #[test]

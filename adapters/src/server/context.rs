@@ -74,7 +74,7 @@ impl<S> Context<S> {
         self.slab.get(id).map(|e| e.peer)
     }
 
-    /// The handshake request of a connection: in [`Handler::on_request`](super::Handler) and
+    /// The handshake request of a connection: in [`Handler::on_request`](super::Handler::on_request) and
     /// [`on_open`](super::Handler::on_open); later only with
     /// [`Config::keep_handshake`](wsproto::Config::keep_handshake).
     pub fn request(&self, id: ConnId) -> Option<&Request> {
