@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use wsproto::{CloseCode, Connection, ConnectionState, Message, PreparedFrame, Request, SendError};
 
-use super::registry::Slab;
+use super::registry::{Entry, Slab};
 use super::{ConnId, ServerOptions};
 
 /// What callbacks use to act on connections and reach their state. Sends are queued at once and
@@ -134,27 +134,24 @@ impl<S> Context<S> {
     /// Sends a frame, encoded once, to every open connection whose state `to` picks (a room's
     /// members, say), without collecting their ids first. Answers how many got it.
     pub fn broadcast_to(&mut self, frame: &PreparedFrame, mut to: impl FnMut(ConnId, &S) -> bool) -> usize {
-        let mut delivered = 0;
-        for index in 0..self.slab.capacity() {
-            let Some(id) = self.slab.id_at(index) else { continue };
-            let picked = self.slab.get(id).is_some_and(|e| {
-                e.conn.state() == ConnectionState::Open && e.state.as_ref().is_some_and(|state| to(id, state))
-            });
-            if picked && self.with_connection(id, |conn| conn.send_prepared(frame)).is_ok() {
-                delivered += 1;
-            }
-        }
-        delivered
+        self.broadcast_picked(frame, |id, entry| entry.state.as_ref().is_some_and(|state| to(id, state)))
     }
 
     pub(crate) fn broadcast_filtered(&mut self, frame: &PreparedFrame, except: Option<ConnId>) -> usize {
+        self.broadcast_picked(frame, |id, _| Some(id) != except)
+    }
+
+    /// Queues the frame on every open connection `pick` takes, in one walk over the slab (each
+    /// entry looked at once, no ids collected).
+    fn broadcast_picked(&mut self, frame: &PreparedFrame, mut pick: impl FnMut(ConnId, &Entry<S>) -> bool) -> usize {
+        let code = self.options.slow_consumer_code;
+        let dirty = &mut self.dirty;
         let mut delivered = 0;
-        for index in 0..self.slab.capacity() {
-            let Some(id) = self.slab.id_at(index) else { continue };
-            if Some(id) == except || self.slab.get(id).is_none_or(|e| e.conn.state() != ConnectionState::Open) {
+        for (id, entry) in self.slab.iter_mut() {
+            if entry.conn.state() != ConnectionState::Open || !pick(id, entry) {
                 continue;
             }
-            if self.with_connection(id, |conn| conn.send_prepared(frame)).is_ok() {
+            if command_entry(id, entry, dirty, code, |conn| conn.send_prepared(frame)).is_ok() {
                 delivered += 1;
             }
         }
@@ -191,20 +188,8 @@ impl<S> Context<S> {
         id: ConnId,
         command: impl FnOnce(&mut Connection) -> Result<(), SendError>,
     ) -> Result<(), SendError> {
-        let code = self.options.slow_consumer_code;
         let entry = self.slab.get_mut(id).ok_or(SendError::Usage(wsproto::UsageError::Closed))?;
-        let result = command(&mut entry.conn);
-        if let Err(SendError::QueueFull { queued, limit }) = result {
-            tracing::warn!(%id, peer = %entry.peer, queued, limit, "slow consumer: closing with {code}");
-            // The close frame waits behind what the peer does not read; the core's close and
-            // drain deadlines bound that, and `on_close` sees `Local(SlowConsumer)`.
-            let _ = entry.conn.close_with_cause(code, "slow consumer", wsproto::LocalCause::SlowConsumer);
-        }
-        if !entry.dirty {
-            entry.dirty = true;
-            self.dirty.push(id);
-        }
-        result
+        command_entry(id, entry, &mut self.dirty, self.options.slow_consumer_code, command)
     }
 
     /// Queues a connection for the driver to write (and re-examine).
@@ -216,4 +201,28 @@ impl<S> Context<S> {
             }
         }
     }
+}
+
+/// Runs a command on a connection's entry, queues it in `dirty` for writing, and applies the
+/// slow-consumer policy (close with `slow_consumer_code`) when its queue is full.
+fn command_entry<S>(
+    id: ConnId,
+    entry: &mut Entry<S>,
+    dirty: &mut Vec<ConnId>,
+    slow_consumer_code: CloseCode,
+    command: impl FnOnce(&mut Connection) -> Result<(), SendError>,
+) -> Result<(), SendError> {
+    let result = command(&mut entry.conn);
+    if let Err(SendError::QueueFull { queued, limit }) = result {
+        let code = slow_consumer_code;
+        tracing::warn!(%id, peer = %entry.peer, queued, limit, "slow consumer: closing with {code}");
+        // The close frame waits behind what the peer does not read; the core's close and
+        // drain deadlines bound that, and `on_close` sees `Local(SlowConsumer)`.
+        let _ = entry.conn.close_with_cause(code, "slow consumer", wsproto::LocalCause::SlowConsumer);
+    }
+    if !entry.dirty {
+        entry.dirty = true;
+        dirty.push(id);
+    }
+    result
 }

@@ -41,11 +41,6 @@ impl<S> Slab<S> {
         self.len
     }
 
-    /// One past the highest index in use: the bound for [`id_at`](Self::id_at).
-    pub(crate) fn capacity(&self) -> usize {
-        self.slots.len()
-    }
-
     pub(crate) fn insert(&mut self, entry: Entry<S>) -> ConnId {
         self.len += 1;
         let index = match self.free.pop() {

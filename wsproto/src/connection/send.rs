@@ -2,6 +2,8 @@
 //! and masking them, permessage-deflate on the way out (RFC 7692 §6.1), and the outgoing queue
 //! with its backpressure limit.
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 
 use super::{Connection, State};
@@ -127,10 +129,10 @@ impl Connection {
     /// [`wire_len`](Self::wire_len), the bytes actually queued.
     pub fn send_prepared(&mut self, frame: &PreparedFrame) -> Result<(), SendError> {
         let shared = self.shared_encoding(frame);
-        let len = shared.as_ref().map_or_else(|| self.encoded_len(frame.payload().len()), Bytes::len);
+        let len = shared.as_ref().map_or_else(|| self.encoded_len(frame.payload().len()), |b| b.len());
         self.check_data_send(len)?;
         match shared {
-            Some(bytes) => self.send.out.push_shared(bytes),
+            Some(bytes) => self.send.out.push_shared(&bytes),
             None => self.queue_data(frame.opcode, true, frame.payload()),
         }
         Ok(())
@@ -143,19 +145,20 @@ impl Connection {
         self.shared_encoding(frame).map_or_else(|| self.encoded_len(frame.payload().len()), |b| b.len())
     }
 
-    /// A server's shared bytes for a prepared frame: as they are, or compressed once for every
+    /// A server's shared bytes for a prepared frame: as they are (borrowed, so that a small
+    /// frame copied into the queue costs no reference count), or compressed once for every
     /// context-free peer. `None`: this connection encodes the payload itself.
-    fn shared_encoding(&self, frame: &PreparedFrame) -> Option<Bytes> {
+    fn shared_encoding<'a>(&self, frame: &'a PreparedFrame) -> Option<Cow<'a, Bytes>> {
         if self.role != Role::Server {
             return None;
         }
-        let Some(compression) = self.compression.as_ref() else { return Some(frame.bytes.clone()) };
+        let Some(compression) = self.compression.as_ref() else { return Some(Cow::Borrowed(&frame.bytes)) };
         if frame.payload().len() < compression.min_size() {
-            return Some(frame.bytes.clone());
+            return Some(Cow::Borrowed(&frame.bytes));
         }
         #[cfg(feature = "deflate")]
         if let Some((window_bits, level, pool)) = compression.context_free_encoding() {
-            return Some(frame.compressed(window_bits, level, pool));
+            return Some(Cow::Owned(frame.compressed(window_bits, level, pool)));
         }
         None
     }
