@@ -21,8 +21,10 @@
 //!
 //! With the `tls` feature, `Server::with_tls` serves `wss://`: each connection gets a rustls
 //! session driven by the same loop as a sans-IO layer under the WebSocket connection (socket →
-//! `read_tls` → `process_new_packets` → plaintext reader → core; core → plaintext writer →
-//! `write_tls` → socket). Consequences:
+//! the loop's read buffer → `read_tls` → `process_new_packets` → plaintext chunks → core; core →
+//! plaintext writer → `write_tls` → socket). Consequences:
+//! - a read takes up to a whole read buffer of records in one system call (rustls reading the
+//!   socket itself would take at most 4 KiB per call), and nothing is kept between reads;
 //! - the handshake deadline, which starts at accept, covers the TLS handshake too;
 //! - whatever is queued when the socket can take it goes to rustls in one vectored write, so a
 //!   burst of small frames leaves in as few TLS records as fit (one per 16 KiB), not one each;
@@ -393,7 +395,7 @@ impl<H: Handler> EventLoop<H> {
         }
         #[cfg(feature = "tls")]
         if socket.tls.is_some() {
-            return self.read_tls(id);
+            return self.read_tls(id, short_read_drains);
         }
         while self.core.may_read(id) {
             let Some(socket) = self.sockets.get_mut(id.index()).and_then(Option::as_mut) else { return };
@@ -486,44 +488,52 @@ impl<H: Handler> EventLoop<H> {
         self.schedule(id);
     }
 
-    /// Reads a TLS connection: records from the socket into rustls, the plaintext rustls
-    /// decrypted into the core, until the socket is drained (every read to `WouldBlock`:
-    /// rustls reads at most a few KiB per call, so a short read proves nothing) or the core
-    /// wants no more for now. Plaintext left in rustls while the connection is paused is
-    /// taken first when reading resumes.
+    /// Reads a TLS connection: the socket into the loop's read buffer (one system call for up
+    /// to a whole buffer of records, where rustls's own `read_tls` reads at most 4 KiB per
+    /// call), that ciphertext into rustls, and every chunk rustls decrypts into the core
+    /// straight from rustls's buffer. A read's ciphertext is always taken whole, so nothing
+    /// is kept between reads: a connection that pauses (see `Core::may_read`) has taken at
+    /// most one read buffer beyond its limit, as a plain one does. Like [`read`](Self::read),
+    /// a short read ends the loop where `short_read_drains` holds.
     #[cfg(feature = "tls")]
-    fn read_tls(&mut self, id: ConnId) {
+    fn read_tls(&mut self, id: ConnId, short_read_drains: bool) {
         while self.core.may_read(id) {
             let Some(socket) = self.sockets.get_mut(id.index()).and_then(Option::as_mut) else { return };
-            let Some(tls) = socket.tls.as_mut() else { return };
-            match tls.reader().read(&mut self.read_buffer) {
-                Ok(0) => {
-                    // close_notify: the peer will send nothing more.
-                    self.core.receive_eof(id);
-                    return;
-                }
-                Ok(n) => {
-                    self.core.receive(id, &self.read_buffer[..n]);
-                    continue;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => {
-                    // UnexpectedEof: the stream ended without close_notify (a truncation).
-                    tracing::debug!(%id, "TLS stream ended without close_notify: {e}");
-                    self.core.receive_eof(id);
-                    return;
-                }
-            }
-            match tls.read_tls(&mut socket.stream) {
-                // Ok(0) is the end of the TCP stream: rustls records it, and its reader
-                // then answers whether close_notify came first.
-                Ok(_) => {}
+            let (read, eof) = match socket.stream.read(&mut self.read_buffer) {
+                Ok(0) => (0, true),
+                Ok(n) => (n, false),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     tracing::debug!(%id, "read error: {e}");
                     self.core.receive_eof(id);
                     return;
+                }
+            };
+            if !self.decrypt(id, read, eof) || eof || (short_read_drains && read < self.read_buffer.len()) {
+                return;
+            }
+        }
+    }
+
+    /// Hands `read_buffer[..read]` (or, with `eof`, the end of the TCP stream) to the
+    /// connection's rustls session and the plaintext to the core; answers whether the
+    /// connection goes on (false once the stream ended, cleanly or not, or TLS failed).
+    #[cfg(feature = "tls")]
+    fn decrypt(&mut self, id: ConnId, read: usize, eof: bool) -> bool {
+        let Some(socket) = self.sockets.get_mut(id.index()).and_then(Option::as_mut) else { return false };
+        let Some(tls) = socket.tls.as_mut() else { return false };
+        let mut ciphertext = &self.read_buffer[..read];
+        loop {
+            // rustls takes at most 4 KiB beyond a partial record per call, and must process
+            // what it holds before it takes more.
+            match tls.read_tls(&mut ciphertext) {
+                // Ok(0) from an empty slice is how rustls learns of the end of the stream.
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::debug!(%id, "TLS read error: {e}");
+                    self.core.receive_eof(id);
+                    return false;
                 }
             }
             if let Err(e) = tls.process_new_packets() {
@@ -532,10 +542,36 @@ impl<H: Handler> EventLoop<H> {
                 tracing::debug!(%id, "TLS error: {e}");
                 let _ = tls.write_tls(&mut socket.stream);
                 self.core.write_failed(id);
-                return self.remove(id);
+                self.remove(id);
+                return false;
+            }
+            loop {
+                let mut reader = tls.reader();
+                match io::BufRead::fill_buf(&mut reader) {
+                    Ok([]) => {
+                        // close_notify: the peer will send nothing more.
+                        self.core.receive_eof(id);
+                        return false;
+                    }
+                    Ok(plaintext) => {
+                        let n = plaintext.len();
+                        self.core.receive(id, plaintext);
+                        io::BufRead::consume(&mut reader, n);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => {
+                        // UnexpectedEof: the stream ended without close_notify (a truncation).
+                        tracing::debug!(%id, "TLS stream ended without close_notify: {e}");
+                        self.core.receive_eof(id);
+                        return false;
+                    }
+                }
             }
             if tls.wants_write() {
                 self.core.mark_dirty(id);
+            }
+            if ciphertext.is_empty() && !eof {
+                return true;
             }
         }
     }

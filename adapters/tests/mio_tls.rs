@@ -297,6 +297,53 @@ fn tokio_tungstenite_with_rustls_is_a_client() {
     assert!(server.closed()[0].clean);
 }
 
+/// A client that sends far more than the server may queue (12 MB of echoes against a 256 KiB
+/// queue), reading them only after a while and then on another task than the one sending:
+/// the server pauses reading, resumes as the echoes drain, and pauses again, with a read's
+/// worth of records taken each time; every message comes back once, in order.
+#[test]
+fn an_echo_flood_over_tls_pauses_and_resumes_without_loss() {
+    const MESSAGES: usize = 600;
+    let server = start(Config { max_queued_bytes: 256 << 10, ..Config::default() });
+    let connector = tokio_tungstenite::Connector::Rustls(server.client.clone());
+    let url = format!("wss://localhost:{}/", server.addr.port());
+    let addr = server.addr;
+    let message = |i: usize| format!("{i:06} {}", "y".repeat(1 + i * 97 % (40 << 10)));
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    runtime.block_on(async move {
+        use futures_util::{SinkExt, StreamExt};
+        use tokio_tungstenite::tungstenite::Message as TMessage;
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (ws, _) =
+            tokio_tungstenite::client_async_tls_with_config(url, tcp, None, Some(connector)).await.expect("wss");
+        let (mut sink, mut stream) = ws.split();
+        let sender = tokio::spawn(async move {
+            for i in 0..MESSAGES {
+                sink.feed(TMessage::text(message(i))).await.unwrap();
+            }
+            sink.flush().await.unwrap();
+            sink
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        for i in 0..MESSAGES {
+            let echoed = stream.next().await.expect("an echo").expect("read").into_text().unwrap();
+            let expected = message(i);
+            assert!(
+                echoed.as_str() == expected,
+                "echo {i}: {} bytes, {:?}…",
+                echoed.len(),
+                &echoed[..echoed.len().min(20)]
+            );
+        }
+        let sink = sender.await.unwrap();
+        let mut ws = sink.reunite(stream).unwrap();
+        ws.close(None).await.unwrap();
+        while let Some(Ok(_)) = ws.next().await {}
+    });
+    wait_until("on_close", || server.closed().len() == 1);
+    assert!(server.closed()[0].clean);
+}
+
 #[test]
 fn an_end_without_close_notify_or_close_handshake_is_abnormal() {
     let server = start(Config::default());

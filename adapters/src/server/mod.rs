@@ -79,6 +79,10 @@ pub struct ServerOptions {
     /// 1008 (policy violation) or 1013 (try again later). Default: 1008.
     pub slow_consumer_code: CloseCode,
     /// The size of the read buffer shared by all connections (at least 1 KiB). Default: 64 KiB.
+    /// A connection is no longer read once its queue passes half of `config.max_queued_bytes`,
+    /// but what the read in progress brought is still handled (its echoes queued, say), so keep
+    /// `max_queued_bytes` well above twice this, or a peer that reads can still be closed as a
+    /// slow consumer.
     pub read_buffer_size: usize,
     /// How long a graceful shutdown waits for connections to finish their close handshakes.
     /// Default: 5 s.
