@@ -61,6 +61,46 @@ fn a_reused_read_buffer_gets_its_space_back_once_messages_are_dropped() {
     }
 }
 
+/// A call with nothing appended to the unfinished frame the last call left is no news from
+/// the peer: a silent peer is still reaped at the keep-alive deadline (found by fuzzing: the
+/// leftover counted as a sign of life every time, so the pong deadline moved on for ever).
+#[test]
+fn bytes_left_in_the_buffer_are_no_sign_of_life() {
+    let start = Instant::now();
+    let mut server = open_server(keep_alive(), start);
+    let mut buf = BytesMut::new();
+    buf.extend_from_slice(&client_frame(0x82, &[3; 100])[..10]);
+    server.receive_buf(start, &mut buf);
+    assert_eq!(buf.len(), 10);
+    let ping_at = server.poll_timeout().expect("the idle deadline");
+    server.handle_timeout(ping_at);
+    assert!(!drain_output(&mut server).is_empty(), "the keep-alive ping");
+    let deadline = server.poll_timeout().expect("the pong deadline");
+    // The driver reads nothing new but hands the buffer over again, as a loop may.
+    server.receive_buf(deadline - std::time::Duration::from_secs(1), &mut buf);
+    assert_eq!(buf.len(), 10);
+    assert_eq!(server.poll_timeout(), Some(deadline), "the pong deadline moved");
+    server.handle_timeout(deadline);
+    let closed = drain_events(&mut server).into_iter().find_map(|e| e.closed().cloned()).expect("closed");
+    assert_eq!(closed.cause, CloseCause::KeepAliveTimeout);
+
+    // Bytes appended are news: the rest of the frame arrives in time and counts.
+    let mut server = open_server(keep_alive(), start);
+    let frame = client_frame(0x82, &[3; 100]);
+    let mut buf = BytesMut::new();
+    buf.extend_from_slice(&frame[..10]);
+    server.receive_buf(start, &mut buf);
+    let ping_at = server.poll_timeout().unwrap();
+    server.handle_timeout(ping_at);
+    drain_output(&mut server);
+    let deadline = server.poll_timeout().unwrap();
+    buf.extend_from_slice(&frame[10..]);
+    server.receive_buf(deadline - std::time::Duration::from_secs(1), &mut buf);
+    assert!(buf.is_empty());
+    assert!(server.poll_timeout().unwrap() > deadline, "data from the peer is a sign of life");
+    assert_eq!(drain_events(&mut server), vec![Event::Message(Message::binary(vec![3; 100]))]);
+}
+
 #[test]
 fn an_unfinished_small_frame_waits_in_the_buffer_and_a_large_one_does_not() {
     let now = Instant::now();

@@ -362,23 +362,33 @@ impl Connection {
     /// next read to it and call again. Everything else is consumed as by
     /// [`receive`](Self::receive). So what `buf` holds afterwards is empty or the start of one
     /// frame, at most [`MAX_HEADER_LEN`](crate::frame::MAX_HEADER_LEN) + `MAX_BUFFERED_FRAME`
-    /// bytes.
+    /// bytes. A call with nothing appended since the last one left an unfinished frame does
+    /// nothing (in particular, it is no sign of life for the keep-alive).
     ///
     /// A read buffer reused this way allocates nothing per message once messages are dropped
     /// before the next read: [`BytesMut::reserve`] then reclaims the space they shared.
     pub fn receive_buf(&mut self, now: Instant, buf: &mut BytesMut) {
+        self.now = self.now.max(now);
+        let left = std::mem::take(&mut self.recv.left_in_buf) as usize;
+        if left > 0 && buf.len() == left {
+            // Nothing appended to the unfinished frame the last call left: nothing new from
+            // the peer, which must not count as a sign of life for the keep-alive (§5.5.2).
+            self.recv.left_in_buf = left as u32;
+            return;
+        }
         if !matches!(self.state, State::Open | State::Closing) || self.recv.inflated_waiting {
             self.receive(now, buf);
             buf.clear();
             return;
         }
-        self.now = self.now.max(now);
         if buf.is_empty() || self.closing.close_transport {
             buf.clear();
             return;
         }
         self.note_activity();
         self.receive_frames_buf(buf);
+        // At most MAX_HEADER_LEN + MAX_BUFFERED_FRAME bytes (see above).
+        self.recv.left_in_buf = u32::try_from(buf.len()).unwrap_or(u32::MAX);
     }
 
     /// Tells the connection the transport reached end of file: the peer will send nothing more.

@@ -18,9 +18,9 @@ use crate::utf8::Utf8Validator;
 /// What the receive path keeps between reads.
 #[derive(Debug)]
 pub(super) struct Receiver {
-    /// A frame header split across reads.
+    /// A frame header split across reads, and how much of it came (below MAX_HEADER_LEN).
     header_buf: [u8; MAX_HEADER_LEN],
-    header_len: usize,
+    header_len: u8,
     pub(super) frame: Option<FrameInProgress>,
     /// Boxed: an idle connection has none, and it is large.
     pub(super) message: Option<Box<MessageInProgress>>,
@@ -33,6 +33,9 @@ pub(super) struct Receiver {
     /// one read costs in memory is then one message (streaming mode: one chunk), not every
     /// message the read holds.
     pub(super) inflated_waiting: bool,
+    /// How many bytes the last [`Connection::receive_buf`] left in the caller's buffer (the
+    /// start of an unfinished frame): only what is appended after them is news from the peer.
+    pub(super) left_in_buf: u32,
 }
 
 /// The receive path's permessage-deflate state, boxed: most connections never need it.
@@ -69,6 +72,7 @@ impl Default for Receiver {
             control: Vec::new(),
             inflating: None,
             inflated_waiting: false,
+            left_in_buf: 0,
         }
     }
 }
@@ -294,12 +298,12 @@ impl Connection {
                 None => {
                     // Shorter than a header: fewer than MAX_HEADER_LEN bytes.
                     self.recv.header_buf[..input.len()].copy_from_slice(input);
-                    self.recv.header_len = input.len();
+                    self.recv.header_len = input.len() as u8;
                     return Ok(input.len());
                 }
             }
         } else {
-            let had = self.recv.header_len;
+            let had = usize::from(self.recv.header_len);
             let take = input.len().min(MAX_HEADER_LEN - had);
             self.recv.header_buf[had..had + take].copy_from_slice(&input[..take]);
             match FrameHeader::parse(&self.recv.header_buf[..had + take])? {
@@ -308,7 +312,7 @@ impl Connection {
                     (header, len - had)
                 }
                 None => {
-                    self.recv.header_len = had + take;
+                    self.recv.header_len = (had + take) as u8;
                     return Ok(take);
                 }
             }
