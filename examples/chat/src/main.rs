@@ -57,6 +57,10 @@ struct Args {
     /// Cluster mode: about how many events the stream keeps (how far back `resume` reaches).
     #[arg(long, default_value_t = 10_000)]
     stream_len: usize,
+    /// Cluster mode: milliseconds to wait, once an event arrives, for more to deliver with it
+    /// (fewer writes per connection under load, that much more latency; 0: none).
+    #[arg(long, default_value_t = 2)]
+    gather_ms: u64,
     /// Log each connect, join, leave and reap (-v), and the adapter's details (-vv).
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -85,6 +89,7 @@ fn main() -> std::io::Result<()> {
         cluster: args.redis.map(|url| ClusterOptions {
             node_ttl: Duration::from_millis(args.node_ttl_ms.max(150)),
             stream_len: args.stream_len.max(1),
+            gather: Duration::from_millis(args.gather_ms),
             ..ClusterOptions::new(&url)
         }),
         tls,

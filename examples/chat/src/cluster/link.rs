@@ -621,29 +621,31 @@ impl Reader {
                     continue;
                 }
             };
-            let Some(stream) = items(&reply).first() else { continue };
-            let Some(found) = items(stream).get(1) else { continue };
             let mut batch = Vec::new();
-            for Entry { raw_id, event } in entries(found) {
-                let Some((id, event)) = event else {
-                    last = Some(raw_id);
-                    continue;
-                };
-                let missed = match &event {
-                    Event::Join { node, resume: Some(after), .. } if *node == self.node => {
-                        match missed_messages(conn, *after, id, self.options.stream_len) {
-                            Ok(missed) => missed,
-                            Err(e) => {
-                                self.redis.failed(&e);
-                                break;
-                            }
-                        }
+            // After a failure, what was taken is still delivered (`last` has passed it).
+            let whole = self.take_entries(&reply, &mut last, &mut batch);
+            if whole && !batch.is_empty() && batch.len() < READ_BATCH && !self.options.gather.is_zero() {
+                // Events close together are delivered together: one write per connection
+                // for all of them instead of one each, at the cost of `gather` of latency.
+                thread::sleep(self.options.gather);
+                let from = last.clone().unwrap_or_else(|| "0-0".into());
+                let more = self.redis.conn.as_mut().map(|conn| {
+                    redis::cmd("XREAD")
+                        .arg("COUNT")
+                        .arg(READ_BATCH - batch.len())
+                        .arg("STREAMS")
+                        .arg("chat:events")
+                        .arg(&from)
+                        .query::<Value>(conn)
+                });
+                match more {
+                    // A failure in there is noted; what was taken is delivered.
+                    Some(Ok(more)) => {
+                        self.take_entries(&more, &mut last, &mut batch);
                     }
-                    _ => Vec::new(),
-                };
-                last = Some(raw_id);
-                note_delivered(&mut self.recent, &mut self.delivered, id, &event);
-                batch.push(Delivered { id, event, missed });
+                    Some(Err(e)) => self.redis.failed(&e),
+                    None => {}
+                }
             }
             if !batch.is_empty() {
                 self.forget_accepted();
@@ -652,6 +654,36 @@ impl Reader {
                 }
             }
         }
+    }
+
+    /// Takes the entries of an `XREAD` reply into `batch`, advancing `last` over each
+    /// (readable or not); false if Redis failed on the way (what was taken stays taken).
+    fn take_entries(&mut self, reply: &Value, last: &mut Option<String>, batch: &mut Vec<Delivered>) -> bool {
+        let Some(stream) = items(reply).first() else { return true };
+        let Some(found) = items(stream).get(1) else { return true };
+        for Entry { raw_id, event } in entries(found) {
+            let Some((id, event)) = event else {
+                *last = Some(raw_id);
+                continue;
+            };
+            let missed = match &event {
+                Event::Join { node, resume: Some(after), .. } if *node == self.node => {
+                    let Some(conn) = self.redis.conn.as_mut() else { return false };
+                    match missed_messages(conn, *after, id, self.options.stream_len) {
+                        Ok(missed) => missed,
+                        Err(e) => {
+                            self.redis.failed(&e);
+                            return false;
+                        }
+                    }
+                }
+                _ => Vec::new(),
+            };
+            *last = Some(raw_id);
+            note_delivered(&mut self.recent, &mut self.delivered, id, &event);
+            batch.push(Delivered { id, event, missed });
+        }
+        true
     }
 
     fn accepted(&self) -> std::sync::MutexGuard<'_, VecDeque<AcceptedEvent>> {
