@@ -701,7 +701,13 @@ impl<S: Transport> WebSocket<S> {
             let written = {
                 let mut slices = [IoSlice::new(&[]); MAX_WRITE_SLICES];
                 let count = self.conn.outgoing(&mut slices);
-                self.stream.write_vectored(&slices[..count])
+                // One slice goes by a plain write (`send` on a socket), which skips the file
+                // layer `writev` goes through.
+                if count == 1 {
+                    self.stream.write(&slices[0])
+                } else {
+                    self.stream.write_vectored(&slices[..count])
+                }
             };
             match written {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),

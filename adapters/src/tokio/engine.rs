@@ -120,13 +120,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Engine<S> {
             return Poll::Ready(Ok(()));
         }
         while self.conn.queued_bytes() > keep {
-            let written = if self.stream.is_write_vectored() {
-                let mut slices = [IoSlice::new(&[]); MAX_WRITE_SLICES];
-                let count = self.conn.outgoing(&mut slices);
-                Pin::new(&mut self.stream).poll_write_vectored(cx, &slices[..count])
-            } else {
-                Pin::new(&mut self.stream).poll_write(cx, self.conn.outgoing_front())
-            };
+            // One contiguous slice goes by a plain write (`send` on a socket), which skips the
+            // file layer `writev` goes through.
+            let written =
+                if self.stream.is_write_vectored() && self.conn.outgoing_front().len() < self.conn.queued_bytes() {
+                    let mut slices = [IoSlice::new(&[]); MAX_WRITE_SLICES];
+                    let count = self.conn.outgoing(&mut slices);
+                    Pin::new(&mut self.stream).poll_write_vectored(cx, &slices[..count])
+                } else {
+                    Pin::new(&mut self.stream).poll_write(cx, self.conn.outgoing_front())
+                };
             match ready!(written) {
                 Ok(0) => return Poll::Ready(Err(self.fail(io::ErrorKind::WriteZero.into()))),
                 Ok(n) => self.conn.advance_outgoing(Instant::now(), n),
