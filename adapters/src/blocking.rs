@@ -62,7 +62,7 @@
 //! ends the transport. The writer pays one copy of what it writes (the queue is copied out,
 //! 64 KiB at a time, so the lock can be released during the write).
 
-use std::io::{self, IoSlice, Read, Write};
+use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -698,18 +698,7 @@ impl<S: Transport> WebSocket<S> {
         while self.conn.queued_bytes() > 0 && !self.shut_down {
             let timeout = self.write_timeout();
             self.set_write_timeout(timeout)?;
-            let written = {
-                let mut slices = [IoSlice::new(&[]); MAX_WRITE_SLICES];
-                let count = self.conn.outgoing(&mut slices);
-                // One slice goes by a plain write (`send` on a socket), which skips the file
-                // layer `writev` goes through.
-                if count == 1 {
-                    self.stream.write(&slices[0])
-                } else {
-                    self.stream.write_vectored(&slices[..count])
-                }
-            };
-            match written {
+            match crate::write_outgoing::<MAX_WRITE_SLICES>(&mut self.stream, &self.conn) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => self.conn.advance_outgoing(Instant::now(), n),
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}

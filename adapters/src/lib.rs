@@ -68,3 +68,19 @@ pub mod server;
 pub mod tls;
 #[cfg(feature = "tokio")]
 pub mod tokio;
+
+/// Writes what `conn` has queued, up to `SLICES` chunks of it, in one call: a queue that is one
+/// contiguous slice (small frames share the coalescing buffer, so most are) with a plain
+/// `write`, which is `send` on a socket and skips the file layer `writev` goes through
+/// (benches/RESULTS.md, broadcast); several with `write_vectored`. Answers what the stream
+/// answered; the caller advances the queue.
+fn write_outgoing<const SLICES: usize>(
+    stream: &mut impl std::io::Write,
+    conn: &wsproto::Connection,
+) -> std::io::Result<usize> {
+    let mut slices = [std::io::IoSlice::new(&[]); SLICES];
+    match conn.outgoing(&mut slices) {
+        1 => stream.write(&slices[0]),
+        count => stream.write_vectored(&slices[..count]),
+    }
+}

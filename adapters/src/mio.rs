@@ -61,7 +61,9 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::io::{self, IoSlice, Read, Write};
+use std::io::{self, Read};
+#[cfg(feature = "tls")]
+use std::io::{IoSlice, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
@@ -643,12 +645,7 @@ impl<H: Handler> EventLoop<H> {
 /// Writes the connection's queue to a plain socket until it is empty or the socket is full.
 fn write_plain(stream: &mut TcpStream, conn: &mut wsproto::Connection) -> io::Result<()> {
     while conn.queued_bytes() > 0 {
-        let mut slices = [IoSlice::new(&[]); 64];
-        let n = conn.outgoing(&mut slices);
-        // One slice (small frames share the coalescing buffer) goes by `send`, which skips the
-        // file layer `writev` goes through (benches/RESULTS.md, broadcast).
-        let written = if n == 1 { stream.write(&slices[0]) } else { stream.write_vectored(&slices[..n]) };
-        match written {
+        match crate::write_outgoing::<64>(stream, conn) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(written) => conn.advance_outgoing(Instant::now(), written),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
